@@ -1,0 +1,7 @@
+"""Shared pytest configuration: fixture modules of the rig are loaded as plugins."""
+
+pytest_plugins = [
+    "tests.rig.sshd",
+    "tests.rig.fixtures",
+    "tests.dbfixtures",
+]
