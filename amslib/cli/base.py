@@ -1,0 +1,90 @@
+"""Helpers every command module uses to build its parsers.
+
+Options that belong to every command (verbosity, --output, --profile,
+--region) are accepted both before the command group (``ams --output json
+host list``) and after the command (``ams host list --output json``).
+"""
+
+import argparse
+
+SUPPRESS = argparse.SUPPRESS
+
+
+def _common_parent():
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options")
+    group.add_argument("-v", "--verbose", action="count", default=SUPPRESS, help="more detail on stderr (-vv: debug)")
+    group.add_argument("-q", "--quiet", action="store_true", default=SUPPRESS, help="only errors and results")
+    group.add_argument("--debug", action="store_true", default=SUPPRESS, help="show tracebacks on errors")
+    group.add_argument(
+        "--output", choices=("table", "json"), default=SUPPRESS, help="result format (default: table)"
+    )
+    group.add_argument("--profile", default=SUPPRESS, help="AWS profile from ~/.aws/config")
+    return parent
+
+
+def _region_parent():
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--region", default=SUPPRESS, help="AWS region (default: from settings or AWS config)")
+    return parent
+
+
+COMMON = _common_parent()
+REGION = _region_parent()
+
+GLOBAL_DEFAULTS = {"verbose": 0, "quiet": False, "debug": False, "output": "table", "profile": None, "region": None}
+
+
+def show_help(parser):
+    """A handler for a command group given without a subcommand."""
+
+    def handler(ctx, args):
+        parser.print_help()
+        return 2
+
+    return handler
+
+
+def add_group(subparsers, name, help_text, description=None):
+    """A command level with its own subcommands; prints its help when given alone."""
+    parser = subparsers.add_parser(
+        name, help=help_text, description=description or help_text, parents=[COMMON, REGION]
+    )
+    parser.set_defaults(func=show_help(parser))
+    return parser, parser.add_subparsers(title="commands", metavar="COMMAND")
+
+
+def add_command(subparsers, name, help_text, handler, *, description=None, region=True, dry_run=False):
+    """A leaf command calling ``handler(ctx, args)``.
+
+    ``region=False`` for commands whose own ``-r/--region`` means something
+    else (a filter); ``dry_run=True`` for commands that change anything.
+    """
+    parents = [COMMON, REGION] if region else [COMMON]
+    parser = subparsers.add_parser(name, help=help_text, description=description or help_text, parents=parents)
+    parser.set_defaults(func=handler)
+    if dry_run:
+        parser.add_argument("--dry-run", action="store_true", help="show what would be done and change nothing")
+    return parser
+
+
+def positive_int(text):
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value

@@ -1,0 +1,165 @@
+"""The state database schema as SQLAlchemy Core tables (the version at head).
+
+Migrations in ``sql/versions`` build this schema step by step; a test checks
+that the migrated database and this metadata agree.  Deleted volume groups,
+snapshot groups and schedules are kept as history: their ``deleted_at`` is set
+instead of removing the row.
+"""
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from .types import Ec2Id, UtcDateTime
+
+metadata = MetaData()
+
+config = Table(
+    "config",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=True),
+)
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("instance_id", Ec2Id(), primary_key=True),
+    # the name ams uses to SSH to the host; set by `host add/edit` or by discovery
+    Column("hostname", String(255), nullable=True),
+    # 'user' when set by host add/edit (discovery never overwrites it), else 'discovery'
+    Column("hostname_source", String(16), nullable=False, server_default="discovery"),
+    Column("name", String(255), nullable=True),  # the Name tag
+    Column("region", String(32), nullable=True),
+    Column("availability_zone", String(32), nullable=True),
+    Column("instance_type", String(32), nullable=True),
+    Column("ami_id", Ec2Id(), nullable=True),
+    Column("hostname_internal", String(255), nullable=True),
+    Column("hostname_external", String(255), nullable=True),
+    Column("ip_internal", String(45), nullable=True),
+    Column("ip_external", String(45), nullable=True),
+    Column("vpc_id", Ec2Id(), nullable=True),
+    Column("subnet_id", Ec2Id(), nullable=True),
+    Column("state", String(16), nullable=True),
+    Column("tags", Text, nullable=True),  # JSON object of the instance tags
+    Column("notes", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("discovered_at", UtcDateTime(), nullable=True),
+    Column("terminated_at", UtcDateTime(), nullable=True),
+    Index("ix_hosts_hostname", "hostname"),
+    Index("ix_hosts_availability_zone", "availability_zone"),
+    Index("ix_hosts_region_state", "region", "state"),
+)
+
+volume_groups = Table(
+    "volume_groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("raid_level", Integer, nullable=True),  # None: a single EBS volume
+    Column("stripe_block_size", Integer, nullable=True),  # KiB (mdadm --chunk)
+    Column("fs_type", String(16), nullable=True),
+    Column("region", String(32), nullable=False),
+    Column("availability_zone", String(32), nullable=False),
+    Column("tags", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    Index("ix_volume_groups_zone", "availability_zone"),
+    Index("ix_volume_groups_deleted_at", "deleted_at"),
+)
+
+volumes = Table(
+    "volumes",
+    metadata,
+    Column("volume_id", Ec2Id(), primary_key=True),
+    Column("volume_group_id", Integer, ForeignKey("volume_groups.id"), nullable=False),
+    Column("member_index", Integer, nullable=False),  # position in the RAID (mdadm device order)
+    Column("size_gib", Integer, nullable=False),
+    Column("volume_type", String(16), nullable=False),
+    Column("iops", Integer, nullable=True),
+    Column("throughput", Integer, nullable=True),
+    Column("availability_zone", String(32), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    Index("ix_volumes_volume_group_id", "volume_group_id"),
+)
+
+host_volumes = Table(
+    "host_volumes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("volume_group_id", Integer, ForeignKey("volume_groups.id"), nullable=False),
+    Column("instance_id", Ec2Id(), ForeignKey("hosts.instance_id"), nullable=False),
+    Column("mount_point", String(255), nullable=True),
+    Column("automount", Boolean, nullable=False, server_default="0"),
+    Column("block_device", String(255), nullable=True),  # /dev/md/… or the by-id path
+    Column("attached_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("volume_group_id", name="uq_host_volumes_volume_group"),
+    Index("ix_host_volumes_instance_mount", "instance_id", "mount_point"),
+)
+
+snapshot_schedules = Table(
+    "snapshot_schedules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("resource_type", String(16), nullable=False),  # host | instance | volume
+    Column("hostname", String(255), nullable=True),
+    Column("instance_id", Ec2Id(), nullable=True),
+    Column("volume_group_id", Integer, ForeignKey("volume_groups.id"), nullable=True),
+    Column("mount_point", String(255), nullable=True),
+    Column("interval_hour", Integer, nullable=False, server_default="1"),
+    Column("interval_day", Integer, nullable=False, server_default="1"),
+    Column("interval_week", Integer, nullable=False, server_default="1"),
+    Column("interval_month", Integer, nullable=False, server_default="1"),
+    Column("retain_hourly", Integer, nullable=False, server_default="24"),
+    Column("retain_daily", Integer, nullable=False, server_default="14"),
+    Column("retain_weekly", Integer, nullable=False, server_default="4"),
+    Column("retain_monthly", Integer, nullable=False, server_default="12"),
+    Column("retain_yearly", Integer, nullable=False, server_default="3"),
+    Column("pre_command", Text, nullable=True),
+    Column("post_command", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    Index("ix_snapshot_schedules_resource", "resource_type", "hostname", "instance_id"),
+)
+
+snapshot_groups = Table(
+    "snapshot_groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("volume_group_id", Integer, ForeignKey("volume_groups.id"), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("schedule_id", Integer, ForeignKey("snapshot_schedules.id"), nullable=True),
+    Column("copied_from_id", Integer, ForeignKey("snapshot_groups.id"), nullable=True),
+    Column("retention_kind", String(8), nullable=True),  # hourly|daily|weekly|monthly|yearly
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    Index("ix_snapshot_groups_volume_group", "volume_group_id", "created_at"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("snapshot_id", Ec2Id(), primary_key=True),
+    Column("snapshot_group_id", Integer, ForeignKey("snapshot_groups.id"), nullable=False),
+    Column("volume_id", Ec2Id(), nullable=False),  # the source volume
+    Column("member_index", Integer, nullable=False),
+    Column("size_gib", Integer, nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),  # None: kept until deleted by hand
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    Index("ix_snapshots_snapshot_group_id", "snapshot_group_id"),
+    Index("ix_snapshots_expires_at", "expires_at"),
+)
