@@ -53,6 +53,9 @@ DEFAULTS = {
 SECRET_NAMES = frozenset({"AWS_SECRET_ACCESS_KEY", "SSH_PASSWORD", "SUDO_PASSWORD"})
 
 
+SYSTEM_SETTINGS_PATH = "/etc/ams/settings.py"
+
+
 def default_db_url():
     return "sqlite:///" + os.path.join(_home(), ".ams", "ams.db")
 
@@ -65,7 +68,7 @@ def settings_path(environ=None):
         if not os.path.isfile(explicit):
             raise ConfigError(f"AMS_SETTINGS points to {explicit}, which is not a file")
         return explicit
-    for candidate in (os.path.join(_home(), ".ams", "settings.py"), "/etc/ams/settings.py"):
+    for candidate in (os.path.join(_home(), ".ams", "settings.py"), SYSTEM_SETTINGS_PATH):
         if os.path.isfile(candidate):
             return candidate
     return None

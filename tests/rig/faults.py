@@ -1,0 +1,279 @@
+"""Fault injection for the rig: EC2 API errors and latency, guest SSH drops and failing commands.
+
+API side (server, in-process): ``moto.core.responses.BaseResponse.call_action`` is wrapped once
+per process (``install``/``uninstall``).  The wrapper, for every request that is not the rig's own:
+counts it (``tests.rig.accounting``), sleeps the configured latency, and answers with an injected
+error if one is armed for the action.  Errors use the EC2 XML error format that botocore parses::
+
+    <Response><Errors><Error><Code>..</Code><Message>..</Message></Error></Errors>
+    <RequestID>..</RequestID></Response>
+
+Guest side (over SSH through ``Guest.run``): ``drop_ssh`` kills every sshd process of the guest
+except the listener (so every open SSH connection breaks, new ones still work);
+``fail_command`` installs a wrapper in ``/usr/local/sbin`` (first in PATH and in Debian's sudo
+``secure_path``) that makes the next N invocations of a command exit non-zero.
+"""
+
+import shlex
+import threading
+import time
+import uuid
+from xml.sax.saxutils import escape
+
+INTERNAL_USER_AGENT = "ams-rig-internal"
+
+DEFAULT_STATUS = {
+    "RequestLimitExceeded": 503,
+    "Throttling": 400,
+    "ThrottlingException": 400,
+    "InternalError": 500,
+    "InternalFailure": 500,
+    "ServiceUnavailable": 503,
+    "Unavailable": 503,
+}
+
+
+class RigApiError(Exception):
+    """Raised by rig hooks inside a request: answered as an EC2 error with this status."""
+
+    def __init__(self, code, message, status=400):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def error_body(code, message):
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Response><Errors><Error><Code>{escape(code)}</Code>"
+        f"<Message>{escape(message)}</Message></Error></Errors>"
+        f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
+    )
+
+
+def error_response(code, message, status):
+    headers = {"Content-Type": "text/xml;charset=UTF-8", "status": str(status)}
+    return status, headers, error_body(code, message)
+
+
+class _Fault:
+    def __init__(self, action, code, status, count, message, region):
+        self.action = action
+        self.code = code
+        self.status = status
+        self.remaining = count
+        self.message = message
+        self.region = region
+        self.fired = 0
+
+
+class ApiFaults:
+    """Armed API errors and latencies.  Thread-safe; one instance per rig."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._faults = []
+        self._latency = {}  # action or "*" -> seconds
+
+    def fail_next(self, action, code="InternalError", count=1, status=None, message=None,
+                  region=None):
+        """Make the next ``count`` calls of ``action`` (e.g. "AttachVolume"; "*" = any EC2
+        action) fail with ``code``.  ``status`` defaults by code (RequestLimitExceeded 503,
+        InternalError 500, otherwise 400).  Returns the fault; ``fault.fired`` counts hits."""
+        if status is None:
+            status = DEFAULT_STATUS.get(code, 400)
+        if message is None:
+            message = f"Injected by the ams rig: {code}"
+        fault = _Fault(action, code, int(status), int(count), message, region)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def set_latency(self, seconds, action="*"):
+        """Add ``seconds`` of delay to every call of ``action`` ("*" = all); 0 removes it."""
+        with self._lock:
+            if seconds:
+                self._latency[action] = float(seconds)
+            else:
+                self._latency.pop(action, None)
+
+    def pending(self):
+        with self._lock:
+            return [(f.action, f.code, f.remaining) for f in self._faults if f.remaining > 0]
+
+    def clear(self):
+        with self._lock:
+            self._faults.clear()
+            self._latency.clear()
+
+    # -- used by the call_action wrapper --
+    def latency_for(self, action):
+        with self._lock:
+            return self._latency.get(action, 0.0) + self._latency.get("*", 0.0)
+
+    def take(self, action, region):
+        with self._lock:
+            for fault in self._faults:
+                if fault.remaining <= 0:
+                    continue
+                if fault.action not in ("*", action):
+                    continue
+                if fault.region is not None and fault.region != region:
+                    continue
+                fault.remaining -= 1
+                fault.fired += 1
+                return fault
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The call_action wrapper (one per process; the active faults/counter are swapped in by the rig)
+
+_state = {"original": None, "faults": None, "counter": None}
+
+
+def install(faults, counter):
+    from moto.core.responses import BaseResponse
+
+    _state["faults"] = faults
+    _state["counter"] = counter
+    if _state["original"] is not None:
+        return
+    original = BaseResponse.call_action
+
+    def call_action(self):
+        try:
+            action = self._get_action()
+        except Exception:
+            action = None
+        headers = getattr(self, "headers", None) or {}
+        internal = INTERNAL_USER_AGENT in (headers.get("User-Agent") or "")
+        service = getattr(self, "service_name", None)
+        region = getattr(self, "region", None)
+        if action and not internal:
+            counter = _state["counter"]
+            faults_ = _state["faults"]
+            if counter is not None:
+                counter.record(service, region, action)
+            if faults_ is not None and service == "ec2":
+                delay = faults_.latency_for(action)
+                if delay:
+                    time.sleep(delay)
+                fault = faults_.take(action, region)
+                if fault is not None:
+                    return error_response(fault.code, fault.message, fault.status)
+        try:
+            return original(self)
+        except RigApiError as err:
+            return error_response(err.code, err.message, err.status)
+
+    BaseResponse.call_action = call_action
+    _state["original"] = original
+
+
+def uninstall():
+    from moto.core.responses import BaseResponse
+
+    if _state["original"] is not None:
+        BaseResponse.call_action = _state["original"]
+        _state["original"] = None
+    _state["faults"] = None
+    _state["counter"] = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Guest faults (need a tests.rig.guest.Guest)
+
+FAULT_DIR = "/run/ams-rig-faults"
+WRAPPER_DIR = "/usr/local/sbin"
+_MARK = "# ams-rig fault wrapper"
+
+
+def _check(guest, command, what):
+    rc, out, err = guest.run(command, sudo=True)
+    if rc != 0:
+        raise RuntimeError(f"{what} failed in guest {guest.name} (rc {rc}): {err.strip() or out.strip()}")
+    return out
+
+
+def drop_ssh(guest, settle=1.0):
+    """Break every open SSH connection to the guest (kill all sshd processes but the listener).
+
+    New connections work again at once.  The kill runs detached inside the guest, so it also
+    survives the connection that asked for it being cut."""
+    script = (
+        'L=$(cat /run/sshd.pid 2>/dev/null); '
+        'for p in $(pgrep -x sshd); do [ "$p" = "$L" ] || kill -9 "$p"; done'
+    )
+    command = f"setsid sh -c {shlex.quote('sleep 0.3; ' + script)} >/dev/null 2>&1 < /dev/null &"
+    try:
+        guest.run(command, sudo=True, timeout=60)
+    except Exception:
+        pass  # the connection may be cut under us; that is the point
+    time.sleep(0.3 + settle)
+
+
+def fail_command(guest, name, times=1, rc=1, stderr=None, match=None):
+    """Make the next ``times`` invocations of command ``name`` (found through PATH, e.g.
+    ``mdadm``, ``mkfs.xfs``, ``mount``) exit with ``rc`` and print ``stderr``.
+
+    ``match``: a shell ``case`` glob tested against the joined arguments (e.g. ``"*--create*"``);
+    non-matching invocations run the real command and do not consume a failure.  Invocations by
+    absolute path (udev's ``/sbin/mdadm``) are not affected.  After ``times`` failures the
+    wrapper passes through; ``clear_command_faults`` removes it."""
+    if "/" in name or not name or name.startswith("."):
+        raise ValueError(f"bad command name {name!r}")
+    if stderr is None:
+        stderr = f"{name}: failure injected by the ams rig"
+    pattern = match or "*"
+    real = _check(
+        guest,
+        f"PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v {shlex.quote(name)}",
+        f"finding {name}",
+    ).strip()
+    if not real.startswith("/"):
+        raise RuntimeError(f"{name} not found in guest {guest.name}")
+    counter = f"{FAULT_DIR}/{name}.count"
+    wrapper = f"""#!/bin/sh
+{_MARK}
+c={shlex.quote(counter)}
+case "$*" in
+  {pattern})
+    if mkdir {FAULT_DIR}/{name}.lock 2>/dev/null; then
+      n=$(cat "$c" 2>/dev/null || echo 0)
+      if [ "$n" -gt 0 ] 2>/dev/null; then
+        echo $((n - 1)) > "$c"
+        rmdir {FAULT_DIR}/{name}.lock
+        echo {shlex.quote(stderr)} >&2
+        exit {int(rc)}
+      fi
+      rmdir {FAULT_DIR}/{name}.lock
+    fi
+    ;;
+esac
+exec {shlex.quote(real)} "$@"
+"""
+    path = f"{WRAPPER_DIR}/{name}"
+    command = (
+        f"mkdir -p {FAULT_DIR} && chmod 1777 {FAULT_DIR} && "
+        f"echo {int(times)} > {shlex.quote(counter)} && chmod 666 {shlex.quote(counter)} && "
+        f"printf %s {shlex.quote(wrapper)} > {shlex.quote(path)}.tmp && "
+        f"chmod 755 {shlex.quote(path)}.tmp && mv {shlex.quote(path)}.tmp {shlex.quote(path)}"
+    )
+    _check(guest, command, f"installing the {name} fault wrapper")
+
+
+def command_failures_left(guest, name):
+    rc, out, _ = guest.run(f"cat {FAULT_DIR}/{shlex.quote(name)}.count", sudo=True)
+    return int(out.strip()) if rc == 0 and out.strip().isdigit() else 0
+
+
+def clear_command_faults(guest):
+    """Remove every fault wrapper the rig installed in the guest."""
+    command = (
+        f"for f in {WRAPPER_DIR}/*; do "
+        f'grep -q {shlex.quote(_MARK)} "$f" 2>/dev/null && rm -f "$f"; done; '
+        f"rm -rf {FAULT_DIR}; true"
+    )
+    _check(guest, command, "clearing fault wrappers")
