@@ -2,7 +2,7 @@
 
 ``db_url`` runs a test on SQLite and on a real MariaDB (a fresh database per
 test, dropped afterwards).  MariaDB is found at ``AMS_TEST_MYSQL_URL``
-(default ``mysql+pymysql://root@127.0.0.1:3306``); when it cannot be reached the
+(default: the ams_test account that scripts/start-mariadb creates); when it cannot be reached the
 MariaDB variant skips with the reason, unless ``AMS_TEST_REQUIRE_ALL=1`` (set
 by CI), where it fails instead.
 
@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MYSQL_SERVER_URL = os.environ.get("AMS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+MYSQL_SERVER_URL = os.environ.get(
+    "AMS_TEST_MYSQL_URL", "mysql+pymysql://ams_test:ams_test@127.0.0.1:3306"  # scripts/start-mariadb makes it
+)
 REQUIRE_ALL = os.environ.get("AMS_TEST_REQUIRE_ALL") == "1"
 
 
