@@ -196,6 +196,8 @@ def _start_transport(options, sock):
         )
     try:
         transport.start_client(timeout=timeout)
+        if not (transport.is_active() and transport.initial_kex_done):  # start_client timed out
+            raise transport.get_exception() or socket.timeout(f"no answer within {timeout or 0:g}s")
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
         reason = str(exc) or exc.__class__.__name__

@@ -387,7 +387,8 @@ class SshRig:
         config, this run's known_hosts, no agent.  ``key``/``password``
         choose what the user logs in with (password=True: the user's own);
         ``sudo_password`` likewise (True: the user's own).  ``extra``: other
-        settings by NAME (e.g. SSH_HOST_KEY_POLICY="strict").
+        settings by NAME (e.g. SSH_HOST_KEY_POLICY="strict"); None leaves a
+        setting at its default (e.g. SSH_USER=None to take it from ssh config).
         """
         user = self.users[user] if isinstance(user, str) else user
         host = host or self.host
@@ -415,20 +416,31 @@ class SshRig:
         return load_settings(environ=environ, path=None)
 
 
+def _unavailable(exc):
+    """Skip (print the reason), or fail when AMS_TEST_REQUIRE_ALL=1 (as tests/dbfixtures.py)."""
+    reason = f"ssh test hosts unavailable: {exc}"
+    print(reason)
+    if os.environ.get("AMS_TEST_REQUIRE_ALL") == "1":
+        pytest.fail(f"required test resource missing: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def ssh_rig(tmp_path_factory):
-    """SshRig with ``rig.host`` and ``rig.jump_host`` running; skips if impossible."""
+    """SshRig with ``rig.host`` and ``rig.jump_host`` running; skips if impossible.
+
+    ``rig.users``: {"key", "pass", "sudopw", "sudo"} -> TestUser;
+    ``rig.settings(user, host=None, ...)``: a Settings to log in as that user.
+    """
     try:
         rig = SshRig(str(tmp_path_factory.mktemp("sshrig")))
     except RigUnavailable as exc:
-        print(f"ssh rig unavailable: {exc}")
-        pytest.skip(f"ssh rig unavailable: {exc}")
+        _unavailable(exc)
     try:
         rig.start_default_hosts()
     except RigUnavailable as exc:
         rig.stop()
-        print(f"ssh rig unavailable: {exc}")
-        pytest.skip(f"ssh rig unavailable: {exc}")
+        _unavailable(exc)
     yield rig
     rig.stop()
 
