@@ -265,8 +265,8 @@ def _try_attempts(options, transport, attempts, tried):
         tried.append(description)
         if attempt is None:
             continue
-        method = "password" if description == "password" else "publickey"
-        if allowed is not None and method not in allowed:
+        methods = {"password", "keyboard-interactive"} if description == "password" else {"publickey"}
+        if allowed is not None and not methods.intersection(allowed):
             tried[-1] += " (not offered by the server)"
             continue
         try:

@@ -7,7 +7,6 @@ No pty is requested: stdout and stderr stay apart and bytes pass unchanged.
 
 import logging
 import select
-import socket
 import time
 
 import paramiko
@@ -70,11 +69,14 @@ def _send_signal(channel, name):
 
 
 def kill(channel):
-    """Terminate the remote command (TERM, then KILL) and close the channel."""
+    """End the remote command: EOF on its stdin and SIGTERM, SIGKILL if it lingers; close."""
+    try:
+        channel.shutdown_write()  # e.g. sudo waiting for a password gives up at once
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
     _send_signal(channel, "TERM")
     if not channel.status_event.wait(KILL_GRACE):
         _send_signal(channel, "KILL")
-        channel.status_event.wait(KILL_GRACE)
     channel.close()
 
 
@@ -100,6 +102,8 @@ def execute(transport, command, *, host, timeout=None, exchange=None, shown=None
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
         channel.status_event.wait(remaining)
         exit_status = channel.exit_status if channel.status_event.is_set() else -1
+        if exit_status == -1 and not transport.is_active():
+            raise SshError(f"connection to {host} lost while running: {shorten(shown, 200)}")
         exchange.finish(exit_status)
     except BaseException:
         kill(channel)
@@ -148,5 +152,5 @@ def _pump(channel, exchange, deadline, host, shown, timeout):
             wait = min(wait, left)
         try:
             select.select([wakeup], [], [], wait)
-        except (OSError, ValueError, socket.error):
+        except (OSError, ValueError):  # the channel was closed under us
             time.sleep(wait)

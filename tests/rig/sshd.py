@@ -446,7 +446,7 @@ def ssh_rig(tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_ssh_host(ssh_rig, request):
+def fresh_ssh_host(ssh_rig):
     """A test host of its own for one test (stopped afterwards)."""
     host = ssh_rig.start_host(f"fresh-{len(ssh_rig.hosts)}")
     yield host
