@@ -451,3 +451,25 @@ def fresh_ssh_host(ssh_rig):
     host = ssh_rig.start_host(f"fresh-{len(ssh_rig.hosts)}")
     yield host
     host.stop()
+
+
+def main():
+    """``python -m tests.rig.sshd``: start the two default hosts until Ctrl-C (for poking)."""
+    workdir = tempfile.mkdtemp(prefix="ams-sshd-rig-")
+    rig = SshRig(workdir).start_default_hosts()
+    try:
+        for host in rig.hosts:
+            print(f"{host.name}: {host.address} port {host.port} (log {host.log_path})")
+        for user in rig.users.values():
+            print(f"  ssh -i {user.key_path} -p {rig.host.port} {user.name}@{rig.host.address}"
+                  f"   # key login: {user.key_login}, sudo: {user.sudo}")
+        print(f"passwords: {STATE_DIR}/passwords.json; Ctrl-C stops the hosts")
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rig.stop()
+
+
+if __name__ == "__main__":
+    main()
