@@ -17,6 +17,7 @@ from amslib.core.errors import (
     RemoteCommandError,
     SshAuthError,
     SshConnectError,
+    SshError,
     SudoError,
 )
 from amslib.ssh import SshPool, connect, join, quote
@@ -385,6 +386,24 @@ def test_changed_host_key_is_rejected(ssh_rig, fresh_ssh_host, tmp_path):
         assert connection.run("true").ok
 
 
+# --- the test hosts themselves -------------------------------------------------------------------
+
+def test_test_host_has_private_fstab_and_mdadm_conf(ssh_rig, fresh_ssh_host):
+    with open("/etc/fstab", "rb") as fh:
+        real_fstab = fh.read()
+    with connect(fresh_ssh_host.address, ssh_rig.settings("sudo", fresh_ssh_host)) as connection:
+        assert connection.run("cat /etc/fstab").text.startswith(f"# /etc/fstab of ams test host {fresh_ssh_host.name}")
+        connection.sudo("echo '/dev/xvdf /data xfs defaults 0 0' >> /etc/fstab", check=True)
+        connection.sudo("echo 'ARRAY /dev/md0' > /etc/mdadm/new && mv /etc/mdadm/new /etc/mdadm/mdadm.conf",
+                        check=True)
+    with open(fresh_ssh_host.fstab_path) as fh:
+        assert fh.read().endswith("/dev/xvdf /data xfs defaults 0 0\n")
+    with open(fresh_ssh_host.mdadm_conf_path) as fh:
+        assert fh.read() == "ARRAY /dev/md0\n"
+    with open("/etc/fstab", "rb") as fh:
+        assert fh.read() == real_fstab
+
+
 # --- ssh config ---------------------------------------------------------------------------------
 
 def write_ssh_config(tmp_path, text):
@@ -465,6 +484,8 @@ def test_pool_reuses_one_connection_per_user_host_port(ssh_rig, tmp_path):
             first.run("true", check=True)
     assert not first.is_active and not other.is_active
     assert accepted_logins(host) == logins + 2
+    with pytest.raises(SshError, match="closed"):
+        first.run("true")
 
 
 def test_pool_replaces_a_dropped_connection(ssh_rig):
