@@ -41,7 +41,7 @@ def load_known_hosts(path):
     if os.path.isfile(path):
         try:
             keys.load(path)
-        except (OSError, paramiko.SSHException) as exc:
+        except (OSError, paramiko.SSHException, paramiko.hostkeys.InvalidHostKey) as exc:
             raise HostKeyError(f"cannot read known_hosts file {path}: {exc}") from None
     return keys
 

@@ -73,3 +73,20 @@ def test_known_key_types_are_negotiated_first(tmp_path):
     assert preferred_algorithms(load_known_hosts(str(path)), "h", 2, offered) == [
         "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa", "ssh-ed25519", "ecdsa-sha2-nistp256"]
     assert preferred_algorithms(load_known_hosts(str(path)), "other", 2, offered) == offered
+
+
+def test_hashed_entries_are_understood(tmp_path):
+    path = tmp_path / "known_hosts"
+    key, other = ecdsa(), ecdsa()
+    hashed = paramiko.HostKeys.hash_host("[h]:2222")
+    path.write_text(f"{hashed} {key.get_name()} {key.get_base64()}\n")
+    verify_host_key(key, "h", 2222, str(path), "strict")
+    with pytest.raises(HostKeyError, match="changed"):
+        verify_host_key(other, "h", 2222, str(path), "accept-new")
+
+
+def test_corrupt_known_hosts_is_a_host_key_error(tmp_path):
+    path = tmp_path / "known_hosts"
+    path.write_text("h ssh-ed25519 AAAA!!!notbase64\n")
+    with pytest.raises(HostKeyError, match=f"cannot read known_hosts file {path}"):
+        verify_host_key(ecdsa(), "h", 22, str(path), "accept-new")
