@@ -37,10 +37,11 @@ class HostConnection:
     Several threads may run commands at once (one channel each).
     """
 
-    def __init__(self, options, transport, jump=None):
+    def __init__(self, options, transport, jump=None, *, owns_jump=True):
         self.options = options
         self.transport = transport
         self.jump = jump  # the HostConnection this one is tunnelled through, if any
+        self._owns_jump = owns_jump  # close the jump connection with this one
 
     @property
     def key(self):
@@ -93,14 +94,13 @@ class HostConnection:
         return result.check() if check else result
 
     def close(self):
-        """Close the connection (and the jump connection under it)."""
+        """Close the connection (and the jump connection under it, unless shared)."""
         if self.transport is not None:
             self.transport.close()
             self.transport = None
             log.debug("closed connection to %s", self.label)
-        if self.jump is not None:
+        if self.jump is not None and self._owns_jump:
             self.jump.close()
-            self.jump = None
 
     def __enter__(self):
         return self
@@ -122,19 +122,40 @@ def connect(hostname, settings, *, port=None, user=None, keyfile=None, password=
     ssh_config = load_ssh_config(settings.get("SSH_CONFIG_FILE"))
     options = resolve_options(hostname, settings, port=port, user=user, keyfile=keyfile,
                               password=password, ssh_config=ssh_config)
-    return _connect(options, settings, ssh_config, depth=0)
+    return open_connection(options, settings, ssh_config)
 
 
-def _connect(options, settings, ssh_config, depth):
+def jump_options(options, settings, ssh_config):
+    """ConnectOptions of the last ProxyJump hop before ``options``' host (None: direct).
+
+    ``ProxyJump a,b`` reaches the host through b, and b through a.
+    """
+    if not options.proxy_jump:
+        return None
+    *before, last = options.proxy_jump
+    hop = resolve_jump(last, settings, ssh_config)
+    if before:
+        hop = dataclasses.replace(hop, proxy_jump=tuple(before), proxy_command=None)
+    return hop
+
+
+def open_connection(options, settings, ssh_config, *, jump_source=None, depth=0):
+    """Connect with resolved ``options``; return a HostConnection.
+
+    ``jump_source(hop_options, depth)`` supplies a shared connection to a
+    ProxyJump hop (the pool uses it so hosts behind one bastion share one
+    bastion connection); without it the hop connection belongs to the new one.
+    """
+    hop = jump_options(options, settings, ssh_config)
     jump = None
-    if options.proxy_jump:
+    if hop is not None:
         if depth >= MAX_JUMPS:
             raise SshConnectError(f"too many ProxyJump hops to reach {options.hostname} (loop in ssh config?)")
-        *before, last = options.proxy_jump
-        hop = resolve_jump(last, settings, ssh_config)
-        if before:  # earlier hops lead to this one: "a,b" means reach b through a
-            hop = dataclasses.replace(hop, proxy_jump=tuple(before), proxy_command=None)
-        jump = _connect(hop, settings, ssh_config, depth + 1)
+        if jump_source is not None:
+            jump = jump_source(hop, depth + 1)
+        else:
+            jump = open_connection(hop, settings, ssh_config, depth=depth + 1)
+    owns_jump = jump is not None and jump_source is None
     try:
         sock = _open_socket(options, jump)
         transport = _start_transport(options, sock)
@@ -144,11 +165,11 @@ def _connect(options, settings, ssh_config, depth):
             transport.close()
             raise
     except BaseException:
-        if jump is not None:
+        if owns_jump:
             jump.close()
         raise
     log.info("connected to %s%s", options.label, f" via {jump.label}" if jump else "")
-    return HostConnection(options, transport, jump)
+    return HostConnection(options, transport, jump, owns_jump=owns_jump)
 
 
 def _open_socket(options, jump):

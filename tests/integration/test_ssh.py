@@ -447,6 +447,7 @@ Host behind
     with connect("behind", settings) as connection:
         assert connection.sudo("id -u").text == "0\n"
         assert connection.jump is not None and connection.jump.label.startswith("amst-key@")
+    assert not connection.jump.is_active  # closed with the connection it carried
     assert bastion.read_log().count(forwarded) == before + 1  # sshd's direct-tcpip debug line
 
 
@@ -494,3 +495,27 @@ def test_pool_replaces_a_dropped_connection(ssh_rig):
         first.transport.close()  # as if the network dropped it
         second = pool.get(ssh_rig.host.address)
         assert second is not first and second.run("echo ok").text == "ok\n"
+
+
+def test_pool_shares_the_bastion_connection(ssh_rig, tmp_path):
+    user, target, bastion = ssh_rig.user("key"), ssh_rig.host, ssh_rig.jump_host
+    config = write_ssh_config(tmp_path, f"""
+Host bastion
+    HostName {bastion.address}
+    Port {bastion.port}
+    User {user.name}
+    IdentityFile {user.key_path}
+
+Host {target.address}
+    ProxyJump bastion
+""")
+    settings = ssh_rig.settings("key", SSH_CONFIG_FILE=config)
+    logins = accepted_logins(bastion)
+    with SshPool(settings) as pool:
+        first = pool.get(target.address)
+        second = pool.get(target.address, user="amst-sudo", keyfile=ssh_rig.user("sudo").key_path)
+        assert first is not second and first.jump is second.jump is not None
+        first.close()  # a shared bastion connection outlives one host's connection
+        assert second.jump.is_active and second.sudo("id -u").text == "0\n"
+    assert not second.jump.is_active
+    assert accepted_logins(bastion) == logins + 1

@@ -6,8 +6,9 @@ import os
 import paramiko
 import pytest
 
-from amslib.core.errors import ConfigError
+from amslib.core.errors import ConfigError, SshConnectError
 from amslib.core.settings import load_settings
+from amslib.ssh import SshPool, connect
 from amslib.ssh.options import parse_jump_spec, resolve_jump, resolve_options
 
 SSH_CONFIG = """
@@ -148,3 +149,16 @@ def test_config_file_setting_is_read(settings_for, tmp_path):
 def test_tilde_is_expanded_in_key_paths(settings_for, config):
     opts = resolve_options("db1", settings_for(SSH_KEYFILE="~/k"), ssh_config=config)
     assert opts.keyfiles == (os.path.expanduser("~/k"),)
+
+
+@pytest.mark.parametrize("use_pool", [False, True])
+def test_proxy_jump_loop_is_refused_before_any_connection(settings_for, tmp_path, use_pool):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n")
+    settings = settings_for(SSH_CONFIG_FILE=str(config))
+    with pytest.raises(SshConnectError, match="too many ProxyJump hops"):
+        if use_pool:
+            with SshPool(settings) as pool:
+                pool.get("a")
+        else:
+            connect("a", settings)
