@@ -135,6 +135,21 @@ GUEST_FILES = {
         "MaxSessions 64\nMaxStartups 64:30:128\nUseDNS no\nPasswordAuthentication yes\n"
     ),
     "etc/sysctl.d/90-ams-rig.conf": "kernel.printk = 4 4 1 7\n",
+    # restrict=on: nothing outside answers DNS; with no nameserver line lookups fail at once
+    # (the host's resolv.conf copied by debootstrap made every sudo wait for DNS timeouts).
+    "usr/local/sbin/ams-rig-hosts": (
+        "#!/bin/sh\nprintf '127.0.0.1 localhost\\n127.0.1.1 %s\\n' \"$(hostname)\" > /etc/hosts\n"
+    ),
+    "etc/resolv.conf": "# no DNS in the rig guest (QEMU user networking with restrict=on)\n",
+    # The hostname comes from the kernel command line (systemd.hostname=): make it resolvable.
+    "etc/systemd/system/ams-rig-hosts.service": (
+        "[Unit]\nDescription=ams rig: /etc/hosts for the hostname given on the command line\n"
+        "DefaultDependencies=no\nAfter=local-fs.target systemd-remount-fs.service\n"
+        "Before=sysinit.target ssh.service\n\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        "ExecStart=/usr/local/sbin/ams-rig-hosts\n\n"
+        "[Install]\nWantedBy=sysinit.target\n"
+    ),
 }
 
 
@@ -430,6 +445,8 @@ def _configure_root(stage: Path, kdir: Path, version: str, public_key: str,
         if path.is_symlink():
             path.unlink()
         path.write_text(text)
+        if text.startswith("#!"):
+            os.chmod(path, 0o755)
 
     # Kernel modules: only the trees a storage test guest needs.
     src = kdir / "lib/modules" / version
@@ -452,7 +469,8 @@ def _configure_root(stage: Path, kdir: Path, version: str, public_key: str,
         link = systemd / unit
         _rmtree(link)
         os.symlink("/dev/null", link)
-    _run(["chroot", str(stage), "systemctl", "enable", "systemd-networkd.service"])
+    _run(["chroot", str(stage), "systemctl", "enable", "systemd-networkd.service",
+          "ams-rig-hosts.service"])
 
     # The EC2-like login user: password, authorized key, sudo *with* password (group sudo).
     _run(["chroot", str(stage), "useradd", "--create-home", "--shell", "/bin/bash",
@@ -583,10 +601,13 @@ def build_image(cache: Path | None = None, force: bool = False,
             image = _load_image(out, key, key_path, public_key, password)
             assert image is not None
         _write_json(cache / "current.json", {"key": key})
-        # Old images: keep none but the current one (their overlays would be stale anyway).
-        for old in images.iterdir():
-            if old.name != key and not old.name.endswith(".tmp"):
-                _rmtree(old)
+        # Old images: keep the two newest besides the current one (a guest started from an
+        # older image in another process still needs its backing file for a stop/start).
+        old = sorted((p for p in images.iterdir()
+                      if p.name != key and not p.name.endswith(".tmp")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in old[2:]:
+            _rmtree(stale)
         log(f"image ready in {time.monotonic() - t0:.1f}s: {image.describe()}")
         return image
 
