@@ -315,9 +315,7 @@ class Ec2Rig:
     # -- guest operations used by the hooks (run in request threads) ------------------------------
     def _plug(self, guest, volume_id, path):
         with self._glock(guest):
-            if not guest.is_running():
-                return None  # plugged when the instance starts
-            return guest.plug(volume_id, path)
+            return guest.plug(volume_id, path)  # a stopped guest records it for its next start
 
     def _unplug(self, guest, volume_id, force):
         """True when the volume is released (unplugged or not plugged), False when busy."""

@@ -282,3 +282,315 @@ def test_dry_run_has_no_side_effects(ec2_clean, options):
 
 
 
+
+
+# ----------------------------------------------------------------------------------------------
+# the hooks' guest protocol, with a stand-in guest (no QEMU)
+
+class FakeGuest:
+    """Records what the rig asks of a guest; ``busy`` holds volume ids "in use" inside."""
+
+    user = "ams"
+    password = "pw"
+    key_path = None
+    ssh_port = 2222
+
+    def __init__(self, name="fake"):
+        self.name = name
+        self.running = True
+        self.busy = set()
+        self._plugged = {}
+        self.calls = []
+
+    def is_running(self):
+        return self.running
+
+    def plugged(self):
+        return dict(self._plugged)
+
+    def plug(self, volume_id, backing_file):
+        assert os.path.exists(backing_file)
+        self.calls.append(("plug", volume_id))
+        self._plugged[volume_id] = backing_file
+        return _by_id(volume_id)
+
+    def unplug(self, volume_id):
+        self.calls.append(("unplug", volume_id))
+        self._plugged.pop(volume_id, None)
+        self.busy.discard(volume_id)
+
+    def in_use(self, volume_id):
+        return volume_id in self.busy
+
+    def stop(self):
+        self.calls.append(("stop",))
+        self.running = False
+
+    def start(self):
+        self.calls.append(("start",))
+        self.running = True
+
+    def reboot(self):
+        self.calls.append(("reboot",))
+
+    def run(self, command, timeout=120, sudo=False):
+        self.calls.append(("run",))
+        return 0, "", ""
+
+
+def test_hooks_plug_unplug_and_busy_detach_with_a_stand_in_guest(ec2_clean, ec2_client):
+    g = FakeGuest()
+    iid = ec2_clean.register_instance(g, zone=ZONE)
+    assert ec2_clean.guest_for_instance(iid) is g
+    vol = ec2_client.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+    assert g.plugged() == {vol: ec2_clean.volume_path(vol)}
+    g.busy.add(vol)
+    assert ec2_client.detach_volume(VolumeId=vol, InstanceId=iid)["State"] == "detaching"
+    v = _volume(ec2_client, vol)
+    assert (v["State"], v["Attachments"][0]["State"]) == ("in-use", "busy")
+    inst = ec2_client.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    bdm = {m["DeviceName"]: m["Ebs"]["Status"] for m in inst["BlockDeviceMappings"]}
+    assert bdm["/dev/sdf"] == "detaching"
+    assert vol in g.plugged()
+    # still busy: a repeated detach changes nothing
+    ec2_client.detach_volume(VolumeId=vol)
+    assert _volume(ec2_client, vol)["Attachments"][0]["State"] == "busy"
+    # released inside the guest: the next DescribeVolumes completes the detach
+    g.busy.clear()
+    time.sleep(0.6)
+    _fast_wait(ec2_client, "volume_available", VolumeIds=[vol])
+    assert g.plugged() == {} and ec2_clean.busy() == []
+    # Force detaches a busy volume at once
+    ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+    g.busy.add(vol)
+    ec2_client.detach_volume(VolumeId=vol, InstanceId=iid, Force=True)
+    assert _volume(ec2_client, vol)["State"] == "available" and g.plugged() == {}
+    # plug failure: the attach is undone and the client sees a 500
+    broken = FakeGuest("broken")
+    broken.plug = lambda *a: (_ for _ in ()).throw(RuntimeError("no PCI slot"))
+    iid2 = ec2_clean.register_instance(broken, zone=ZONE)
+    ec2 = ec2_clean.client(retries={"mode": "standard", "total_max_attempts": 1})
+    with pytest.raises(ClientError) as err:
+        ec2.attach_volume(VolumeId=vol, InstanceId=iid2, Device="/dev/sdf")
+    assert err.value.response["Error"]["Code"] == "InternalError"
+    assert "no PCI slot" in err.value.response["Error"]["Message"]
+    assert _volume(ec2_client, vol)["State"] == "available"
+
+
+def test_hooks_stop_start_reboot_terminate_with_a_stand_in_guest(ec2_clean, ec2_client):
+    g = FakeGuest()
+    iid = ec2_clean.register_instance(g, zone=ZONE, name="web1")
+    vol = ec2_client.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+    g.busy.add(vol)
+    ec2_client.detach_volume(VolumeId=vol, InstanceId=iid)
+    assert ec2_clean.busy() == [vol]
+    g.calls.clear()
+    ec2_client.stop_instances(InstanceIds=[iid])
+    # stopping completes the pending detach, as on EC2
+    assert g.calls[0] == ("stop",) and ("unplug", vol) in g.calls
+    assert _volume(ec2_client, vol)["State"] == "available"
+    # attach while stopped: recorded; start plugs whatever is attached and missing
+    ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdg")
+    g._plugged.clear()  # as if the guest had lost it
+    g.calls.clear()
+    ec2_client.start_instances(InstanceIds=[iid])
+    assert g.calls == [("start",), ("plug", vol)]
+    g.calls.clear()
+    ec2_client.reboot_instances(InstanceIds=[iid])
+    assert g.calls == [("reboot",)]
+    g.calls.clear()
+    ec2_client.terminate_instances(InstanceIds=[iid])
+    assert ("unplug", vol) in g.calls and g.plugged() == {}
+    assert ec2_clean.guest_for_instance(iid) is None
+    # the guest can be registered again
+    assert ec2_clean.register_instance(g, zone=ZONE) != iid
+
+
+def test_reset_unplugs_registered_guests(rig):
+    rig.reset()
+    g = FakeGuest()
+    iid = rig.register_instance(g, zone=ZONE)
+    ec2 = rig.client()
+    vol = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+    rig.reset()
+    assert g.plugged() == {} and ("run",) in g.calls  # cleaned, then unplugged
+    assert rig.guest_for_instance(iid) is None
+
+
+# ----------------------------------------------------------------------------------------------
+# with the QEMU guest: volumes are real disks
+
+BY_ID = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
+
+
+def _by_id(volume_id):
+    return BY_ID + volume_id.replace("-", "")
+
+
+def _by_id_names(guest):
+    out = guest.check("ls /dev/disk/by-id/ 2>/dev/null || true")
+    return {n[len("nvme-Amazon_Elastic_Block_Store_"):] for n in out.split()
+            if n.startswith("nvme-Amazon_Elastic_Block_Store_vol") and "-part" not in n}
+
+
+def _serials(volume_ids):
+    return {v.replace("-", "") for v in volume_ids}
+
+
+def _fast_wait(ec2, waiter, **kw):
+    ec2.get_waiter(waiter).wait(WaiterConfig={"Delay": 1, "MaxAttempts": 60}, **kw)
+
+
+@pytest.mark.guest
+def test_raid0_snapshot_clone_and_reboot_in_the_guest(ec2_clean, guest_instance):
+    rig, g, iid = ec2_clean, guest_instance.guest, guest_instance.instance_id
+    ec2 = rig.client()
+    tags = [{"ResourceType": "volume", "Tags": [{"Key": "ams:test", "Value": "raid0"}]}]
+    vols = [ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone, VolumeType="gp3",
+                              TagSpecifications=tags)["VolumeId"] for _ in range(2)]
+    for vol, dev in zip(vols, ("/dev/sdf", "/dev/sdg")):
+        ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device=dev)
+    _fast_wait(ec2, "volume_in_use", VolumeIds=vols)
+    # the devices are there as soon as AttachVolume answered
+    assert _serials(vols) <= _by_id_names(g)
+
+    members = " ".join(_by_id(v) for v in vols)
+    sha = g.check(
+        f"mdadm --create /dev/md/rig --run --level=0 --chunk=256 --raid-devices=2 {members} "
+        f"&& mkfs.xfs -q /dev/md/rig && mkdir -p /mnt/rig && mount /dev/md/rig /mnt/rig "
+        f"&& head -c 24M /dev/urandom > /mnt/rig/data && sync "
+        f"&& sha256sum /mnt/rig/data | cut -d' ' -f1", sudo=True, timeout=300).strip()
+    assert len(sha) == 64
+
+    # point-in-time snapshot of both members under fsfreeze
+    g.check("fsfreeze -f /mnt/rig", sudo=True)
+    try:
+        snaps = [ec2.create_snapshot(VolumeId=v, Description="raid0 member")["SnapshotId"]
+                 for v in vols]
+    finally:
+        g.check("fsfreeze -u /mnt/rig", sudo=True)
+    _fast_wait(ec2, "snapshot_completed", SnapshotIds=snaps)
+    clones = [ec2.create_volume(SnapshotId=s, AvailabilityZone=guest_instance.zone)["VolumeId"]
+              for s in snaps]
+    _fast_wait(ec2, "volume_available", VolumeIds=clones)
+
+    # detaching mounted members: EC2 keeps them "busy" until the guest lets go
+    for vol in vols:
+        answer = ec2.detach_volume(VolumeId=vol, InstanceId=iid)
+        assert answer["State"] == "detaching"
+    described = ec2.describe_volumes(VolumeIds=vols)["Volumes"]
+    assert [v["State"] for v in described] == ["in-use", "in-use"]
+    assert [v["Attachments"][0]["State"] for v in described] == ["busy", "busy"]
+    assert rig.busy() == sorted(vols)
+    assert _serials(vols) <= _by_id_names(g)
+    g.check("umount /mnt/rig && mdadm --stop /dev/md/rig", sudo=True)
+    _fast_wait(ec2, "volume_available", VolumeIds=vols)
+    assert rig.busy() == []
+    assert not (_serials(vols) & _by_id_names(g))
+
+    # attach the clones (other order, other devices), assemble, same bytes
+    for vol, dev in zip(reversed(clones), ("/dev/sdh", "/dev/sdi")):
+        ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device=dev)
+    assert _serials(clones) <= _by_id_names(g)
+    clone_members = " ".join(_by_id(v) for v in clones)
+    sha2 = g.check(
+        "udevadm settle; "
+        f"[ -e /dev/md/rig ] || mdadm --assemble /dev/md/rig {clone_members}; "
+        "mount /dev/md/rig /mnt/rig && sha256sum /mnt/rig/data | cut -d' ' -f1",
+        sudo=True, timeout=300).strip()
+    assert sha2 == sha
+    g.check("umount /mnt/rig", sudo=True)
+
+    # a reboot from inside keeps the volumes and the instance
+    g.reboot()
+    assert _serials(clones) <= _by_id_names(g)
+    sha3 = g.check(
+        "udevadm settle; "
+        f"[ -e /dev/md/rig ] || mdadm --assemble /dev/md/rig {clone_members}; "
+        "mount /dev/md/rig /mnt/rig && sha256sum /mnt/rig/data | cut -d' ' -f1",
+        sudo=True, timeout=300).strip()
+    assert sha3 == sha
+    described = ec2.describe_volumes(VolumeIds=clones)["Volumes"]
+    assert {v["Attachments"][0]["InstanceId"] for v in described} == {iid}
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert inst["State"]["Name"] == "running"
+
+
+@pytest.mark.guest
+def test_forced_detach_and_delete_of_a_guest_volume(ec2_clean, guest_instance):
+    rig, g, iid = ec2_clean, guest_instance.guest, guest_instance.instance_id
+    ec2 = rig.client()
+    vol = ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone)["VolumeId"]
+    ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+    g.check(f"mkfs.ext4 -q {_by_id(vol)} && mkdir -p /mnt/f && mount {_by_id(vol)} /mnt/f",
+            sudo=True, timeout=120)
+    ec2.detach_volume(VolumeId=vol, InstanceId=iid)
+    assert _volume(ec2, vol)["Attachments"][0]["State"] == "busy"
+    with pytest.raises(ClientError) as err:
+        ec2.delete_volume(VolumeId=vol)
+    assert err.value.response["Error"]["Code"] == "VolumeInUse"
+    ec2.detach_volume(VolumeId=vol, InstanceId=iid, Force=True)
+    assert _volume(ec2, vol)["State"] == "available"
+    assert vol.replace("-", "") not in _by_id_names(g)
+    g.run("umount -l /mnt/f", sudo=True)
+    ec2.delete_volume(VolumeId=vol)
+    assert rig.files()["volumes"] == []
+
+
+@pytest.mark.guest
+def test_stop_and_start_instance_stops_and_starts_the_guest(ec2_clean, guest_instance):
+    rig, g, iid = ec2_clean, guest_instance.guest, guest_instance.instance_id
+    ec2 = rig.client()
+    vol = ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone)["VolumeId"]
+    ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+    g.check(f"mkfs.ext4 -q {_by_id(vol)} && mkdir -p /mnt/s && mount {_by_id(vol)} /mnt/s "
+            f"&& echo kept > /mnt/s/file && umount /mnt/s", sudo=True, timeout=120)
+    ec2.stop_instances(InstanceIds=[iid])
+    assert not g.is_running()
+    _fast_wait(ec2, "instance_stopped", InstanceIds=[iid])
+    # attaching to a stopped instance: the disk shows up when it starts
+    vol2 = ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone)["VolumeId"]
+    ec2.attach_volume(VolumeId=vol2, InstanceId=iid, Device="/dev/sdg")
+    ec2.start_instances(InstanceIds=[iid])
+    assert g.is_running()
+    _fast_wait(ec2, "instance_running", InstanceIds=[iid])
+    assert _serials([vol, vol2]) <= _by_id_names(g)
+    assert g.check(f"mount {_by_id(vol)} /mnt/s && cat /mnt/s/file && umount /mnt/s",
+                   sudo=True).strip() == "kept"
+
+
+@pytest.mark.guest
+def test_guest_faults_failing_command_and_dropped_ssh(ec2_clean, guest_instance):
+    g = guest_instance.guest
+    faults.fail_command(g, "blkid", times=2, rc=3, stderr="blkid: injected")
+    results = [g.run("blkid -V", sudo=True) for _ in range(3)]
+    assert [r[0] for r in results[:2]] == [3, 3]
+    assert "blkid: injected" in results[0][2]
+    assert results[2][0] == 0
+    # only invocations through PATH are affected; match limits it to some arguments
+    faults.fail_command(g, "blkid", times=1, match="*--probe*")
+    assert g.run("blkid -V", sudo=True)[0] == 0
+    assert g.run("/sbin/blkid -V", sudo=True)[0] == 0
+    assert faults.command_failures_left(g, "blkid") == 1
+    faults.clear_command_faults(g)
+    assert g.run("blkid --probe /dev/vda", sudo=True)[0] in (0, 2)
+    assert faults.command_failures_left(g, "blkid") == 0
+
+    import paramiko
+    other = paramiko.SSHClient()
+    other.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    other.connect("127.0.0.1", port=g.ssh_port, username=g.user, key_filename=g.key_path,
+                  allow_agent=False, look_for_keys=False, timeout=15)
+    try:
+        assert other.exec_command("echo hi", timeout=15)[1].read().strip() == b"hi"
+        faults.drop_ssh(g)
+        with pytest.raises(Exception):
+            other.exec_command("echo again", timeout=15)[1].read()
+            transport = other.get_transport()
+            assert transport is not None and transport.is_active()
+    finally:
+        other.close()
+    assert g.check("echo back").strip() == "back"  # new connections work at once
