@@ -78,8 +78,9 @@ class HostConnection:
         """Run ``command`` with sudo (as root, or ``user``) through ``sh -c``.
 
         Without SUDO_PASSWORD sudo must not need one (``sudo -n``); with it the
-        password goes to sudo on stdin.  SudoError when sudo refuses; otherwise
-        like :meth:`run`.  The result's ``command`` is ``command`` itself.
+        password goes to sudo on stdin.  SudoError when sudo refuses, or does
+        not start the command within SSH_AUTH_TIMEOUT; otherwise like
+        :meth:`run`.  The result's ``command`` is ``"sudo " + command``.
         """
         self._require_active()
         password = self.options.sudo_password
@@ -88,7 +89,8 @@ class HostConnection:
         line = sudo_command(command, token=token, with_password=password is not None, user=user,
                             timeout=timeout)
         exchange = SudoExchange(token=token, password=password, input=_as_bytes(input),
-                                host=self.label, login=self.options.user)
+                                host=self.label, login=self.options.user,
+                                start_timeout=self.options.auth_timeout)
         result = execute(self.transport, line, host=self.label, timeout=timeout,
                          exchange=exchange, shown=f"sudo {command}")
         return result.check() if check else result

@@ -46,6 +46,9 @@ class Exchange:
         """The part of ``chunk`` that belongs to the command's stderr."""
         return chunk
 
+    def check_time(self):
+        """Called on every turn of the loop (may raise when a phase takes too long)."""
+
     def finish(self, exit_status):
         """Called once the channel ended (may raise)."""
 
@@ -137,6 +140,7 @@ def _pump(channel, exchange, deadline, host, shown, timeout):
             stdout += channel.recv(CHUNK)
         while channel.recv_stderr_ready():
             stderr += exchange.filter_stderr(channel.recv_stderr(CHUNK))
+        exchange.check_time()
         if (channel.eof_received or channel.closed) and not (
             channel.recv_ready() or channel.recv_stderr_ready()
         ):

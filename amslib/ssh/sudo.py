@@ -19,6 +19,7 @@ The password is never part of a command line or a log record.
 
 import logging
 import secrets
+import time
 
 from ..core.errors import SudoError
 from .execution import Exchange
@@ -69,8 +70,10 @@ def new_token():
 class SudoExchange(Exchange):
     """Answer sudo's prompt, recognise its failures, then pass the command's I/O."""
 
-    def __init__(self, *, token, password, input, host, login):
+    def __init__(self, *, token, password, input, host, login, start_timeout=None):
         super().__init__()
+        self._start_timeout = start_timeout
+        self._start_deadline = time.monotonic() + start_timeout if start_timeout else None
         self.stdin_complete = False
         self._password = password
         self._input = input or b""
@@ -104,6 +107,19 @@ class SudoExchange(Exchange):
         self.queue_stdin(self._input)
         self.stdin_complete = True
         return rest
+
+    def check_time(self):
+        """Fail when sudo neither asked in the expected way nor started the command in time.
+
+        (A sudoers ``passprompt_override`` or a PAM module with its own prompt
+        would otherwise leave sudo waiting for a password until the command's
+        time limit.)
+        """
+        if self.running or self._start_deadline is None or time.monotonic() < self._start_deadline:
+            return
+        said = stderr_tail(bytes(self._preamble))
+        raise SudoError(f"sudo on {self._host} did not start the command within {self._start_timeout:g}s"
+                        + (f" (sudo said: {said})" if said else ""))
 
     def _needs_password(self):
         return f"sudo on {self._host} needs a password for {self._login} and none is configured (SUDO_PASSWORD)"

@@ -1,6 +1,7 @@
 """The sudo exchange: prompt answered once, sudo's failures told apart, stdin order."""
 
 import shlex
+import time
 
 import pytest
 
@@ -12,8 +13,9 @@ PROMPT = prompt_marker(TOKEN).encode()
 READY = ready_marker(TOKEN).encode() + b"\n"
 
 
-def exchange(password="pw", input=b"payload"):
-    return SudoExchange(token=TOKEN, password=password, input=input, host="u@h:22", login="u")
+def exchange(password="pw", input=b"payload", start_timeout=None):
+    return SudoExchange(token=TOKEN, password=password, input=input, host="u@h:22", login="u",
+                        start_timeout=start_timeout)
 
 
 def test_password_is_sent_after_the_prompt_and_input_after_the_ready_marker():
@@ -75,3 +77,19 @@ def test_command_line_quotes_and_keeps_the_password_out():
     assert argv[-3:] == [ready_marker(TOKEN), "echo 'a b' && id", "5.0"]
     assert shlex.split(sudo_command("id", token=TOKEN, with_password=False, user="bob"))[:5] == [
         "sudo", "-n", "-u", "bob", "--"]
+
+
+def test_sudo_that_never_starts_the_command_fails_after_the_start_timeout():
+    ex = exchange(start_timeout=0.01)
+    ex.check_time()  # not yet
+    ex.filter_stderr(b"Enter your PIN: ")  # some prompt ams does not recognise
+    time.sleep(0.02)
+    with pytest.raises(SudoError, match="did not start the command within 0.01s.*Enter your PIN"):
+        ex.check_time()
+
+
+def test_start_timeout_does_not_apply_once_the_command_runs():
+    ex = exchange(start_timeout=0.01)
+    ex.filter_stderr(READY)
+    time.sleep(0.02)
+    ex.check_time()
