@@ -2,6 +2,7 @@
 
 import logging
 import os
+import random
 import re
 import shutil
 import socket
@@ -206,15 +207,21 @@ def remote_processes(pattern):
     return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
 
 
+def unique_sleep():
+    """A ``sleep`` command line no other test (or concurrent run) uses."""
+    return f"sleep 37.{random.randrange(10**8):08d}"
+
+
 def test_command_timeout_kills_the_command(login):
     connection = login("key")
+    sleep = unique_sleep()
     started = time.monotonic()
     with pytest.raises(CommandTimeoutError) as failure:
-        connection.run("sleep 37.5; echo never", timeout=1)
+        connection.run(f"{sleep}; echo never", timeout=1)
     assert time.monotonic() - started < 4
-    assert "sleep 37.5" in str(failure.value)
+    assert sleep in str(failure.value)
     time.sleep(0.3)
-    assert remote_processes("sleep 37.5") == []
+    assert remote_processes(sleep) == []
     assert connection.run("echo still usable").text == "still usable\n"
 
 
@@ -297,24 +304,26 @@ def test_sudo_command_failure_is_a_remote_command_error(login):
 
 def test_sudo_timeout_kills_the_root_command(login):
     connection = login("sudopw", sudo_password=True)
+    sleep = unique_sleep()
     with pytest.raises(CommandTimeoutError):
-        connection.sudo("sleep 38.5; echo never", timeout=2)
+        connection.sudo(f"{sleep}; echo never", timeout=2)
     time.sleep(0.5)
-    assert remote_processes("sleep 38.5") == []
+    assert remote_processes(sleep) == []
 
 
 def test_sudo_password_never_in_process_list(login, ssh_rig):
     user = ssh_rig.user("sudopw")
     connection = login("sudopw", sudo_password=True)
     observer = login("key")
-    worker = threading.Thread(target=connection.sudo, args=("sleep 3",))
+    sleep = f"sleep 3.{random.randrange(10**8):08d}"
+    worker = threading.Thread(target=connection.sudo, args=(sleep,))
     worker.start()
     seen_sudo = False
     try:
         while worker.is_alive():
             listing = observer.run("ps -eo args").text
             assert user.password not in listing
-            seen_sudo = seen_sudo or "sleep 3" in listing
+            seen_sudo = seen_sudo or sleep in listing
             time.sleep(0.1)
     finally:
         worker.join()
