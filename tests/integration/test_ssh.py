@@ -4,7 +4,6 @@ import logging
 import os
 import random
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -71,7 +70,6 @@ def test_explicit_arguments_override_settings(ssh_rig):
         assert connection.run("id -un").text == "amst-key\n"
 
 
-@pytest.mark.skipif(not shutil.which("ssh-agent"), reason="ssh-agent (openssh-client) is not installed")
 def test_agent_login(ssh_rig, tmp_path, monkeypatch):
     sock = str(tmp_path / "agent.sock")
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL)
@@ -460,7 +458,6 @@ Host behind
     assert bastion.read_log().count(forwarded) == before + 1  # sshd's direct-tcpip debug line
 
 
-@pytest.mark.skipif(not shutil.which("ssh"), reason="the ssh client (openssh-client) is not installed")
 def test_proxy_command(ssh_rig, tmp_path):
     user, target, bastion = ssh_rig.user("key"), ssh_rig.host, ssh_rig.jump_host
     config = write_ssh_config(tmp_path, f"""

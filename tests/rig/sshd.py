@@ -82,13 +82,31 @@ class RigUnavailable(Exception):
     """The machine cannot run test hosts (the message says why)."""
 
 
+# tool the rig or its tests run -> Debian package that has it
+REQUIRED_TOOLS = {
+    SSHD: "openssh-server",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "ssh-agent": "openssh-client",
+    "ssh-add": "openssh-client",
+    "unshare": "util-linux",
+    "mount": "mount",
+    "sudo": "sudo",
+    "visudo": "sudo",
+    "useradd": "passwd",
+    "chpasswd": "passwd",
+    "pgrep": "procps",
+    "timeout": "coreutils",
+}
+
+
 def check_requirements():
-    """Raise :class:`RigUnavailable` unless sshd, unshare, sudo and root are there."""
+    """Raise :class:`RigUnavailable` unless root and every tool in REQUIRED_TOOLS are there."""
     if os.geteuid() != 0:
         raise RigUnavailable("the sshd test rig needs root (useradd, unshare -m)")
-    for tool in (SSHD, "unshare", "ssh-keygen", "sudo", "useradd", "chpasswd", "visudo"):
+    for tool, package in REQUIRED_TOOLS.items():
         if not shutil.which(tool):
-            raise RigUnavailable(f"{tool} is not installed (apt-get install openssh-server sudo)")
+            raise RigUnavailable(f"{tool} is not installed (apt-get install {package})")
 
 
 def _run(argv, **kwargs):

@@ -6,9 +6,9 @@ from tests.rig import sshd
 
 
 def test_missing_sshd_is_reported(monkeypatch):
-    monkeypatch.setattr(sshd, "SSHD", "/nonexistent/sshd")
+    monkeypatch.setattr(sshd, "REQUIRED_TOOLS", {"/nonexistent/sshd": "openssh-server"})
     monkeypatch.setattr(sshd.os, "geteuid", lambda: 0)
-    with pytest.raises(sshd.RigUnavailable, match="/nonexistent/sshd is not installed.*openssh-server"):
+    with pytest.raises(sshd.RigUnavailable, match=r"/nonexistent/sshd is not installed \(apt-get install openssh-server\)"):
         sshd.check_requirements()
 
 
