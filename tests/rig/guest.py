@@ -327,7 +327,7 @@ class Guest:
             t0 = time.monotonic()
             boot_id = self.check("cat /proc/sys/kernel/random/boot_id").strip()
             try:
-                self.run("systemd-run --on-active=1 --no-block systemctl reboot || reboot",
+                self.run("systemd-run --on-active=1 --timer-property=AccuracySec=100ms --no-block systemctl reboot || reboot",
                          sudo=True, timeout=20)
             except (GuestError, paramiko.SSHException, OSError, EOFError):
                 pass
@@ -343,7 +343,7 @@ class Guest:
                 return
             pid = self.pid
             try:
-                self.run("systemd-run --on-active=1 --no-block systemctl poweroff "
+                self.run("systemd-run --on-active=1 --timer-property=AccuracySec=100ms --no-block systemctl poweroff "
                          "|| systemctl poweroff", sudo=True, timeout=20)
             except Exception:  # noqa: BLE001 - SSH may be gone (fault injection): use ACPI
                 try:
