@@ -1,6 +1,6 @@
 """The EC2 half of the test rig: moto's server in-process, with EBS volumes as disk images.
 
-    rig = Ec2Rig()            # state dir: $AMS_RIG_STATE/ec2-* or a fresh temp dir
+    rig = Ec2Rig()            # state dir: given, or a fresh temp dir
     rig.start()
     os.environ.update(rig.env())            # AWS_ENDPOINT_URL, fake keys, region, ...
     iid = rig.register_instance(guest, region="us-east-1", zone="us-east-1a")
@@ -66,6 +66,7 @@ true
 
 
 def default_state_root():
+    """State dir of ``python -m tests.rig``: $AMS_RIG_STATE or ~/.cache/ams-rig/run."""
     return os.environ.get("AMS_RIG_STATE") or os.path.join(
         os.path.expanduser("~"), ".cache", "ams-rig", "run"
     )
@@ -104,10 +105,7 @@ class Ec2Rig:
                 self.state_dir = os.path.abspath(self._given_state_dir)
                 os.makedirs(self.state_dir, exist_ok=True)
             else:
-                root = default_state_root() if os.environ.get("AMS_RIG_STATE") else None
-                if root:
-                    os.makedirs(root, exist_ok=True)
-                self.state_dir = tempfile.mkdtemp(prefix="ams-rig-ec2-", dir=root)
+                self.state_dir = tempfile.mkdtemp(prefix="ams-rig-ec2-")
         for sub in ("volumes", "snapshots"):
             os.makedirs(os.path.join(self.state_dir, sub), exist_ok=True)
         for name in ("aws-config", "aws-credentials"):

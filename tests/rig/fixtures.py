@@ -116,5 +116,9 @@ def guest_instance(request, register_guest):
     try:
         guest = request.getfixturevalue("rig_guest")
     except pytest.FixtureLookupError:
-        pytest.skip("the QEMU guest of the rig is not available (no rig_guest fixture)")
+        reason = "the QEMU guest of the rig is not available (no rig_guest fixture)"
+        print(reason)
+        if os.environ.get("AMS_TEST_REQUIRE_ALL") == "1":
+            pytest.fail(f"required test resource missing: {reason}")
+        pytest.skip(reason)
     return register_guest(guest, region="us-east-1", zone="us-east-1a")
