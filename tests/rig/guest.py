@@ -64,6 +64,11 @@ def by_id_path(volume_id: str) -> str:
     return BY_ID_PREFIX + serial_of(volume_id)
 
 
+def _opt(value: object) -> str:
+    """Escape a value for a QEMU comma-separated option string."""
+    return str(value).replace(",", ",,")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -211,16 +216,16 @@ class Guest:
             "-nodefaults", "-display", "none",
             "-kernel", str(img.kernel), "-initrd", str(img.initrd),
             "-append", f"root=/dev/vda rw console=ttyS0 panic=-1 systemd.hostname={self.hostname}",
-            "-drive", f"file={self.overlay},if=virtio,format=qcow2,node-name=rootdisk",
+            "-drive", f"file={_opt(self.overlay)},if=virtio,format=qcow2,node-name=rootdisk",
             "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
             "-serial", f"file:{self.serial_log}",
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+            "-qmp", f"unix:{_opt(self.qmp_path)},server=on,wait=off",
             "-daemonize", "-pidfile", str(self.pidfile),
         ]
         for volume_id, backing in self._plugged.items():
             serial = serial_of(volume_id)
-            cmd += ["-blockdev", f"driver=file,filename={backing},node-name=n{serial},discard=unmap",
+            cmd += ["-blockdev", f"driver=file,filename={_opt(backing)},node-name=n{serial},discard=unmap",
                     "-device", f"nvme,id=dev-{serial},drive=n{serial},serial={serial}"]
         return cmd
 
@@ -287,7 +292,7 @@ class Guest:
                                  + self._serial_tail())
             self._drop_ssh()
             if not self._banner():
-                time.sleep(1.0)
+                time.sleep(0.5)
                 continue
             try:
                 rc, out, _ = self.run("cat /proc/sys/kernel/random/boot_id", timeout=15)
@@ -434,6 +439,8 @@ class Guest:
         password on stdin when ``sudo``). Returns (exit code, stdout, stderr); exit code -1 when
         the connection ended without one. Raises GuestCommandTimeout, or GuestError/paramiko
         errors when SSH cannot connect. Thread-safe (one multiplexed connection)."""
+        if not self.is_running():
+            raise GuestError(f"guest {self.name} is not running")
         if sudo:
             command = "sudo -k -S -p '' -- sh -c " + shlex.quote(command)
         for attempt in (1, 2):
