@@ -22,7 +22,8 @@ What each request does besides moto's own work (files are ``<state>/volumes/<vol
   ``Ec2Rig.release_busy()``: once the guest no longer uses the device it is unplugged and moto's
   attachment is removed (volume "available").  A repeated DetachVolume retries at once;
   Force=True unplugs regardless.  StopInstances completes pending busy detachments.
-- CreateSnapshot / CreateSnapshots: a sparse copy of each volume's file, taken before the answer.
+- CreateSnapshot / CreateSnapshots: a sparse copy of each volume's file, taken before the answer,
+  with the guests using the volumes paused (QMP stop/cont) during the copies: one point in time.
 - CopySnapshot (any region): a copy of the source snapshot's file.
 - DeleteVolume / DeleteSnapshot: the file is removed.
 - StopInstances / StartInstances / RebootInstances of guest instances: ``guest.stop()`` /
@@ -33,7 +34,6 @@ What each request does besides moto's own work (files are ``<state>/volumes/<vol
 
 import os
 import subprocess
-import time
 
 from tests.rig.faults import RigApiError
 
@@ -207,13 +207,20 @@ def _create_snapshots(orig, self):
 
 
 def _copy_for_snapshots(rig, backend, snapshots):
-    done = []
+    """Copy the volumes' files; guests using them are paused meanwhile, so that the copies are
+    one point in time (crash-consistent across the volumes, as EBS multi-volume snapshots)."""
+    guests = []
+    for snapshot in snapshots:
+        attachment = snapshot.volume.attachment
+        guest = rig.guest_for_instance(attachment.instance.id) if attachment else None
+        if guest is not None and all(g is not guest for g in guests):
+            guests.append(guest)
     try:
-        for snapshot in snapshots:
-            source = rig.volume_path(snapshot.volume.id)
-            if os.path.exists(source):
-                sparse_copy(source, rig.snapshot_path(snapshot.id))
-            done.append(snapshot)
+        with rig.paused(guests):
+            for snapshot in snapshots:
+                source = rig.volume_path(snapshot.volume.id)
+                if os.path.exists(source):
+                    sparse_copy(source, rig.snapshot_path(snapshot.id))
     except Exception as err:
         for snapshot in snapshots:
             backend.snapshots.pop(snapshot.id, None)
@@ -361,7 +368,3 @@ def uninstall(rig=None):
     for (cls, name), orig in _originals.items():
         setattr(cls, name, orig)
     _originals.clear()
-
-
-def now():
-    return time.monotonic()

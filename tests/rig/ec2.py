@@ -14,6 +14,7 @@ are described in ``tests.rig.ebs_hooks``; fault injection in ``tests.rig.faults`
 in ``tests.rig.accounting``.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -406,6 +407,23 @@ class Ec2Rig:
                 if os.path.exists(path):
                     guest.plug(volume.id, path)
 
+    @contextlib.contextmanager
+    def paused(self, guests):
+        """Pause the running ``guests`` (vCPUs stopped, pending I/O drained) for the block."""
+        stopped = []
+        try:
+            for guest in guests:
+                if guest.is_running():
+                    _vm_pause(guest)
+                    stopped.append(guest)
+            yield
+        finally:
+            for guest in stopped:
+                try:
+                    _vm_resume(guest)
+                except Exception as err:  # pragma: no cover
+                    log.error("resuming guest %s: %s", guest.name, err)
+
     def _guest_reboot(self, guest):
         with self._glock(guest):
             guest.reboot()
@@ -440,6 +458,20 @@ class Ec2Rig:
                           for i, (r, g) in self.guest_instances().items()},
             "busy": self.busy(),
         }
+
+
+def _vm_pause(guest):
+    if hasattr(guest, "pause"):
+        guest.pause()
+    elif hasattr(guest, "_qmp_exec"):
+        guest._qmp_exec("stop")  # QEMU drains in-flight I/O before it reports the stop
+
+
+def _vm_resume(guest):
+    if hasattr(guest, "resume"):
+        guest.resume()
+    elif hasattr(guest, "_qmp_exec"):
+        guest._qmp_exec("cont")
 
 
 def ssh_config_text(hosts):

@@ -333,6 +333,12 @@ class FakeGuest:
     def reboot(self):
         self.calls.append(("reboot",))
 
+    def pause(self):
+        self.calls.append(("pause",))
+
+    def resume(self):
+        self.calls.append(("resume",))
+
     def run(self, command, timeout=120, sudo=False):
         self.calls.append(("run",))
         return 0, "", ""
@@ -408,6 +414,69 @@ def test_hooks_stop_start_reboot_terminate_with_a_stand_in_guest(ec2_clean, ec2_
     assert ec2_clean.register_instance(g, zone=ZONE) != iid
 
 
+def test_two_guests_in_two_regions_and_snapshots_pause_the_guest(ec2_clean):
+    east, west = FakeGuest("east"), FakeGuest("west")
+    i_east = ec2_clean.register_instance(east, region="us-east-1", zone="us-east-1a")
+    i_west = ec2_clean.register_instance(west, region="eu-west-1", zone="eu-west-1b")
+    assert ec2_clean.guest_instances() == {i_east: ("us-east-1", east),
+                                           i_west: ("eu-west-1", west)}
+    e, w = ec2_clean.client(region="us-east-1"), ec2_clean.client(region="eu-west-1")
+    v_east = e.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+    e.attach_volume(VolumeId=v_east, InstanceId=i_east, Device="/dev/sdf")
+    v_west = w.create_volume(Size=1, AvailabilityZone="eu-west-1b")["VolumeId"]
+    w.attach_volume(VolumeId=v_west, InstanceId=i_west, Device="/dev/sdf")
+    assert list(east.plugged()) == [v_east] and list(west.plugged()) == [v_west]
+    east.calls.clear()
+    snaps = e.create_snapshots(InstanceSpecification={"InstanceId": i_east,
+                                                      "ExcludeBootVolume": True})["Snapshots"]
+    assert east.calls == [("pause",), ("resume",)]  # one point in time for all members
+    assert ("pause",) not in west.calls
+    copy = w.copy_snapshot(SourceSnapshotId=snaps[0]["SnapshotId"],
+                           SourceRegion="us-east-1")["SnapshotId"]
+    clone = w.create_volume(SnapshotId=copy, AvailabilityZone="eu-west-1b")["VolumeId"]
+    w.attach_volume(VolumeId=clone, InstanceId=i_west, Device="/dev/sdg")
+    assert sorted(west.plugged()) == sorted([v_west, clone])
+    # a snapshot of a volume nobody uses pauses nobody
+    e.detach_volume(VolumeId=v_east)
+    east.calls.clear()
+    e.create_snapshot(VolumeId=v_east)
+    assert east.calls == []
+
+
+def test_cli_up_status_env_down_without_guest(tmp_path):
+    state = str(tmp_path / "state")
+    cli = [sys.executable, "-m", "tests.rig", "--state-dir", state]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    for k in [k for k in env if k.startswith(("AWS_", "AMS_"))]:
+        del env[k]
+
+    def run(*args, check=True):
+        return subprocess.run(cli + list(args), capture_output=True, text=True, cwd=repo,
+                              env=env, timeout=120, check=check)
+
+    try:
+        up = run("up", "--no-guest", "--zone", "eu-west-1b")
+        exports = dict(line[len("export "):].split("=", 1) for line in up.stdout.splitlines())
+        assert exports["AWS_DEFAULT_REGION"] == "eu-west-1"
+        assert exports["AMS_RIG_STATE"] == state
+        assert exports["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert run("status").returncode == 0
+        assert run("env").stdout == up.stdout
+        assert run("up", "--no-guest").stdout == up.stdout  # already running: same lines
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name="eu-west-1",
+                           endpoint_url=exports["AWS_ENDPOINT_URL"],
+                           aws_access_key_id="x", aws_secret_access_key="y")
+        vol = ec2.create_volume(Size=1, AvailabilityZone="eu-west-1b")["VolumeId"]
+        assert os.path.exists(os.path.join(state, "ec2", "volumes", vol + ".img"))
+    finally:
+        run("down", check=False)
+    assert not os.path.exists(state)
+    assert run("status", check=False).returncode == 3
+
+
 def test_reset_unplugs_registered_guests(rig):
     rig.reset()
     g = FakeGuest()
@@ -465,13 +534,14 @@ def test_raid0_snapshot_clone_and_reboot_in_the_guest(ec2_clean, guest_instance)
         f"&& sha256sum /mnt/rig/data | cut -d' ' -f1", sudo=True, timeout=300).strip()
     assert len(sha) == 64
 
-    # point-in-time snapshot of both members under fsfreeze
-    g.check("fsfreeze -f /mnt/rig", sudo=True)
-    try:
-        snaps = [ec2.create_snapshot(VolumeId=v, Description="raid0 member")["SnapshotId"]
-                 for v in vols]
-    finally:
-        g.check("fsfreeze -u /mnt/rig", sudo=True)
+    # one multi-volume snapshot of the mounted array (crash-consistent across both members:
+    # the rig pauses the guest while it copies the files); no fsfreeze needed after sync
+    answer = ec2.create_snapshots(InstanceSpecification={"InstanceId": iid,
+                                                         "ExcludeBootVolume": True},
+                                  Description="raid0 members")
+    by_volume = {s["VolumeId"]: s["SnapshotId"] for s in answer["Snapshots"]}
+    assert sorted(by_volume) == sorted(vols)
+    snaps = [by_volume[v] for v in vols]
     _fast_wait(ec2, "snapshot_completed", SnapshotIds=snaps)
     clones = [ec2.create_volume(SnapshotId=s, AvailabilityZone=guest_instance.zone)["VolumeId"]
               for s in snaps]
