@@ -21,7 +21,7 @@ LIST_COLUMNS = [
     ("ip_external", "Public IP"),
 ]
 
-# option dest -> column, in the order they are shown
+# options of add and edit besides -i and -z (dest = column name)
 FIELD_OPTIONS = (
     "hostname",
     "hostname_internal",

@@ -13,14 +13,36 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from ..aws.clients import aws_errors
+from ..core.errors import ConfigError, UsageError
 from ..store import hosts as store
 from ..store.types import utcnow
+from .hosts import known_regions
 from .reconcile import parse_hostname_rule, plan_discovery, record_from_instance
+from .validation import check_region
 
 log = logging.getLogger("ams.instance.discovery")
 
 PAGE_SIZE = 1000  # DescribeInstances MaxResults: the largest page AWS allows
 MAX_PARALLEL_REGIONS = 8
+
+
+def checked_setting_regions(names):
+    """AWS_REGIONS from settings, each a well-formed region name (ConfigError otherwise)."""
+    out = []
+    for name in names:
+        try:
+            out.append(check_region(str(name)))
+        except UsageError:
+            raise ConfigError(f"AWS_REGIONS: invalid region {name!r}: expected a name such as us-west-2") from None
+    return out
+
+
+def require_known_regions(session, regions):
+    """Refuse region names botocore does not know, before any request is sent."""
+    known = known_regions(session)
+    unknown = [region for region in regions if known and region not in known]
+    if unknown:
+        raise UsageError(f"unknown region {unknown[0]!r}: not an AWS region")
 
 
 def list_region(ec2, region, page_size=None):
@@ -44,18 +66,26 @@ def list_regions(aws, regions, progress=None):
     def one(region):
         return region, list_region(aws.ec2(region), region)
 
-    workers = max(1, min(MAX_PARALLEL_REGIONS, len(regions)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_REGIONS, len(regions))))
+    try:
         for region, (records, pages) in pool.map(one, regions):
             discovered[region] = records
             if progress:
                 progress(f"{region}: {len(records)} instance(s) in {pages} page(s)")
+    except BaseException:  # a failed region or Ctrl-C: do not start the regions still queued
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return discovered
 
 
 def discover(engine, aws, settings, regions=None, dry_run=False, progress=None):
     """Run one discovery pass; return the plan (with per-region summaries)."""
     sources = parse_hostname_rule(settings.HOSTNAME_RULE)  # a bad rule fails before any AWS call
+    if not regions and settings.AWS_REGIONS:
+        regions = checked_setting_regions(settings.AWS_REGIONS)
+    if regions:
+        require_known_regions(aws.session, regions)
     regions = aws.regions(only=regions)
     if progress:
         progress(f"discovering instances in {len(regions)} region(s): {', '.join(regions)}")

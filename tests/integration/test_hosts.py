@@ -417,6 +417,7 @@ BAD_INPUT = [
     (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web", "-z", "us-east-1a", "--ami-id", "ami-1"), 2,
      "invalid AMI id"),
     (("host", "discovery", "--region", "us-east-1,narnia"), 2, "invalid region 'narnia'"),
+    (("host", "discovery", "--region", "us-east-9"), 2, "unknown region 'us-east-9'"),
 ]
 
 
@@ -435,7 +436,7 @@ def test_bad_input_changes_nothing(hosts_env, db_url):
     assert rows(db_url) == before
 
 
-def test_aws_failures_change_nothing(hosts_env, db_url, monkeypatch):
+def test_aws_and_settings_failures_change_nothing(hosts_env, db_url, monkeypatch):
     ams, rig = hosts_env
     launch(rig, "us-east-1a", 2, name="present")
     launch(rig, "eu-west-1a", 1, name="eu")
@@ -455,6 +456,10 @@ def test_aws_failures_change_nothing(hosts_env, db_url, monkeypatch):
     assert_one_error(ams("host", "discovery", "--region", "us-east-1"), 9, "unknown source 'fqdn'")
     assert rows(db_url) == before
     monkeypatch.delenv("AMS_HOSTNAME_RULE")
+    monkeypatch.setenv("AMS_AWS_REGIONS", "us-east-1,us_east_1")
+    assert_one_error(ams("host", "discovery"), 9, "AWS_REGIONS: invalid region 'us_east_1'")
+    assert rows(db_url) == before
+    monkeypatch.delenv("AMS_AWS_REGIONS")
 
     # host add needs EC2 to check the zone: unreachable -> one line, nothing written
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
