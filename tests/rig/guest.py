@@ -18,6 +18,7 @@ Files in ``workdir`` per guest: ``<name>.qcow2`` (overlay), ``<name>.serial.log`
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import re
@@ -31,7 +32,8 @@ from pathlib import Path
 
 import paramiko
 
-from tests.rig.image import Image, ImageError, build_image, cached_image, missing_build_tools
+from tests.rig.image import (Image, ImageError, build_image, cache_dir, cached_image,
+                             missing_build_tools)
 from tests.rig.qmp import QMPClient, QMPError
 
 log = logging.getLogger("tests.rig.guest")
@@ -136,6 +138,57 @@ def qemu_unavailable_reason(build: bool = True) -> str | None:
             reason = f"guest image cannot be built: {exc}"
     _unavailable.append(reason)
     return reason
+
+
+def _registry() -> Path:
+    return cache_dir() / "guests"
+
+
+def _register(pid: int, pidfile: Path) -> None:
+    """Remember which process owns a QEMU, so that a later run can kill it when that process
+    died without cleaning up (SIGKILL, OOM, a crashed CI step)."""
+    try:
+        reg = _registry()
+        reg.mkdir(parents=True, exist_ok=True)
+        (reg / f"{pid}.json").write_text(json.dumps({"owner": os.getpid(),
+                                                     "pidfile": str(pidfile)}))
+    except OSError as exc:
+        log.warning("cannot register QEMU %s: %s", pid, exc)
+
+
+def _unregister(pid: int | None) -> None:
+    if pid:
+        try:
+            (_registry() / f"{pid}.json").unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def reap_orphans() -> list[int]:
+    """Kill QEMUs of this rig whose owning process is gone; returns their pids."""
+    killed = []
+    try:
+        entries = list(_registry().glob("*.json"))
+    except OSError:
+        return killed
+    for entry in entries:
+        try:
+            pid = int(entry.stem)
+            info = json.loads(entry.read_text())
+        except (ValueError, OSError):
+            continue
+        alive = _pid_alive(pid) and info.get("pidfile", "\0") in _cmdline(pid)
+        if alive and not _pid_alive(info.get("owner")):
+            log.warning("killing orphaned rig QEMU %s (owner %s is gone)", pid, info.get("owner"))
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+            alive = False
+        if not alive:
+            entry.unlink(missing_ok=True)
+    return killed
 
 
 def _atexit_cleanup() -> None:
@@ -247,6 +300,7 @@ class Guest:
             if self.is_running():
                 return
             _install_sigterm_handler()
+            reap_orphans()
             self._reap_stale()
             if not self.overlay.exists():
                 subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.root),
@@ -263,6 +317,7 @@ class Guest:
                     continue
                 raise GuestError(f"QEMU failed to start guest {self.name}: {proc.stderr.strip()}")
             self.pid = int(self.pidfile.read_text().strip())
+            _register(self.pid, self.pidfile)
             with _live_lock:
                 _live.add(self)
             try:
@@ -358,6 +413,7 @@ class Guest:
             if not self._wait_exit(pid, timeout):
                 log.warning("guest %s did not power off in %ss; killing it", self.name, timeout)
                 self._kill(remove_files=False)
+            _unregister(pid)
             self._close_channels()
             self.pidfile.unlink(missing_ok=True)
             self.qmp_path.unlink(missing_ok=True)
@@ -387,6 +443,8 @@ class Guest:
                     self._wait_exit(pid, 5)
             except ProcessLookupError:
                 pass
+        if pid and not self.is_running():
+            _unregister(pid)
         self._close_channels()
         if remove_files:
             for p in (self.pidfile, self.qmp_path, self.overlay):
@@ -396,6 +454,19 @@ class Guest:
                     pass
             with _live_lock:
                 _live.discard(self)
+
+    def pause(self) -> None:
+        """Freeze the vCPUs (QMP ``stop``; QEMU drains and flushes in-flight I/O first), e.g.
+        to copy backing files at one point in time. No-op when the guest is not running."""
+        with self._lock:
+            if self.is_running():
+                self._qmp_exec("stop")
+
+    def resume(self) -> None:
+        """Undo ``pause`` (QMP ``cont``)."""
+        with self._lock:
+            if self.is_running():
+                self._qmp_exec("cont")
 
     def peak_memory_kb(self) -> int | None:
         """Peak resident memory of the QEMU process (VmHWM), while it runs."""

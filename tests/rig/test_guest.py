@@ -13,9 +13,11 @@ import time
 
 import pytest
 
+import tests.rig.guest as guest_mod
 from tests.rig.guest import BY_ID_PREFIX, Guest, serial_of
+from tests.rig.image import _is_static_elf, _module_closure, cached_image
 
-pytestmark = pytest.mark.guest
+guest = pytest.mark.guest
 
 GIB = 1024 ** 3
 MD = "/dev/md/rigtest"
@@ -48,6 +50,31 @@ def by_id(volume_id: str) -> str:
     return BY_ID_PREFIX + serial_of(volume_id)
 
 
+def test_serial_is_the_volume_id_without_dash():
+    assert serial_of("vol-0123456789abcdef0") == "vol0123456789abcdef0"
+    assert len(serial_of("vol-0123456789abcdef0")) == 20  # the NVMe serial limit
+    with pytest.raises(ValueError):
+        serial_of("vol-0123456789abcdef0'; rm -rf /")
+
+
+def test_unavailable_reason_names_the_missing_qemu(monkeypatch):
+    monkeypatch.setattr(guest_mod, "QEMU", "qemu-system-nonexistent")
+    monkeypatch.setattr(guest_mod, "_unavailable", [])
+    assert "qemu-system-nonexistent not found" in guest_mod.qemu_unavailable_reason()
+
+
+def test_initramfs_module_order_and_static_busybox_check():
+    assert not _is_static_elf("/bin/sh")
+    image = cached_image()
+    kmods = image and image.directory.parent.parent / "kernel/lib/modules" / image.kernel_version
+    if not kmods or not kmods.is_dir():
+        pytest.skip("no cached kernel")
+    order = [m.rsplit("/", 1)[-1] for m in _module_closure(kmods, ("virtio_blk", "ext4"))]
+    assert order.index("virtio.ko") < order.index("virtio_blk.ko")
+    assert order.index("jbd2.ko") < order.index("ext4.ko") and order[-1] == "ext4.ko"
+
+
+@guest
 def test_ssh_user_and_sudo_with_password(rig_guest: Guest, state):
     t0 = time.monotonic()
     for _ in range(5):
@@ -59,8 +86,13 @@ def test_ssh_user_and_sudo_with_password(rig_guest: Guest, state):
     assert rig_guest.check("id -u", sudo=True).strip() == "0"
     assert "6.1." in rig_guest.check("uname -r")
     assert rig_guest.check("/sbin/mdadm --version 2>&1").startswith("mdadm - v4")
+    rig_guest.pause()
+    assert rig_guest._qmp_exec("query-status")["status"] == "paused"
+    rig_guest.resume()
+    assert rig_guest.check("echo back").strip() == "back"
 
 
+@guest
 def test_hotplug_two_volumes_concurrently(rig_guest: Guest, state):
     vols = [new_volume_id(), new_volume_id()]
     files = [sparse_file(state["dir"], f"{v}.img") for v in vols]
@@ -93,6 +125,7 @@ def test_hotplug_two_volumes_concurrently(rig_guest: Guest, state):
     state["originals"] = dict(zip(vols, files))
 
 
+@guest
 def test_raid0_xfs_by_hand(rig_guest: Guest, state):
     vols = list(state["originals"])
     devs = " ".join(by_id(v) for v in vols)
@@ -110,6 +143,7 @@ def test_raid0_xfs_by_hand(rig_guest: Guest, state):
         assert not rig_guest.in_use(v)
 
 
+@guest
 def test_unplug_copy_replug_in_other_order_and_assemble(rig_guest: Guest, state):
     t0 = time.monotonic()
     for v in state["originals"]:
@@ -143,6 +177,7 @@ def _devices(guest: Guest) -> set[str]:
     return {name for name in out.split() if name.startswith("nvme-Amazon_Elastic_Block_Store_")}
 
 
+@guest
 def test_reboot_from_inside_keeps_plugged_volumes(rig_guest: Guest, state):
     before = _devices(rig_guest)
     assert len(before) == 2
@@ -159,6 +194,7 @@ def test_reboot_from_inside_keeps_plugged_volumes(rig_guest: Guest, state):
     assert rig_guest.check(f"sha256sum {MNT}/data").split()[0] == state["sha256"]
 
 
+@guest
 def test_stop_start_cold_plugs_the_same_volumes(rig_guest: Guest, state):
     before = _devices(rig_guest)
     t0 = time.monotonic()
