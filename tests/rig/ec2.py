@@ -266,6 +266,8 @@ class Ec2Rig:
         with self._lock:
             if guest is not None and any(g is guest for g in self._guests.values()):
                 raise RuntimeError(f"guest {guest.name} is already registered")
+        if guest is not None and not guest.is_running():
+            guest.start()  # a new instance runs (a test may have left the guest stopped)
         if guest is not None and id(guest) not in self._seen_guests:
             self._clean_guest(guest)  # leftovers of an earlier run; saves pristine configs
             self._seen_guests.add(id(guest))

@@ -197,16 +197,24 @@ def _check(guest, command, what):
     return out
 
 
-def drop_ssh(guest, settle=1.0):
+def drop_ssh(guest, block_seconds=0, settle=1.0):
     """Break every open SSH connection to the guest (kill all sshd processes but the listener).
 
-    New connections work again at once.  The kill runs detached inside the guest, so it also
-    survives the connection that asked for it being cut."""
-    script = (
+    ``block_seconds=0``: new connections work again at once.  ``block_seconds=N``: sshd is
+    also stopped and started again by a systemd timer after N seconds (connections are refused
+    meanwhile; the forwarded port accepts and closes at once, as a host whose sshd is down).
+    The kill runs detached inside the guest, so the connection that asks for it may be cut."""
+    kill = (
         'L=$(cat /run/sshd.pid 2>/dev/null); '
         'for p in $(pgrep -x sshd); do [ "$p" = "$L" ] || kill -9 "$p"; done'
     )
-    command = f"setsid sh -c {shlex.quote('sleep 0.3; ' + script)} >/dev/null 2>&1 < /dev/null &"
+    if block_seconds:
+        n = max(1, int(round(block_seconds)))
+        kill = (
+            f"systemd-run --quiet --collect --unit=ams-rig-ssh-back-$$ --on-active={n}s "
+            "systemctl start ssh.service; systemctl stop ssh.service; " + kill
+        )
+    command = f"setsid sh -c {shlex.quote('sleep 0.3; ' + kill)} >/dev/null 2>&1 < /dev/null &"
     try:
         guest.run(command, sudo=True, timeout=60)
     except Exception:

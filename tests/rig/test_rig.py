@@ -664,3 +664,25 @@ def test_guest_faults_failing_command_and_dropped_ssh(ec2_clean, guest_instance)
     finally:
         other.close()
     assert g.check("echo back").strip() == "back"  # new connections work at once
+
+    # sshd down for a while: new connections fail, then work again
+    def can_connect():
+        c = paramiko.SSHClient()
+        c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            c.connect("127.0.0.1", port=g.ssh_port, username=g.user, key_filename=g.key_path,
+                      allow_agent=False, look_for_keys=False, timeout=5, banner_timeout=5,
+                      auth_timeout=5)
+            return True
+        except Exception:
+            return False
+        finally:
+            c.close()
+
+    faults.drop_ssh(g, block_seconds=3)
+    assert not can_connect()
+    deadline = time.monotonic() + 60
+    while not can_connect():
+        assert time.monotonic() < deadline, "sshd did not come back"
+        time.sleep(1)
+    assert g.check("systemctl is-active ssh").strip() == "active"
