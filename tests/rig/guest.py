@@ -271,7 +271,7 @@ class Guest:
             "-append", f"root=/dev/vda rw console=ttyS0 panic=-1 systemd.hostname={self.hostname}",
             "-drive", f"file={_opt(self.overlay)},if=virtio,format=qcow2,node-name=rootdisk",
             "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-net-pci,netdev=net0,romfile=",  # direct kernel boot: no PXE ROM
             "-serial", f"file:{self.serial_log}",
             "-qmp", f"unix:{_opt(self.qmp_path)},server=on,wait=off",
             "-daemonize", "-pidfile", str(self.pidfile),

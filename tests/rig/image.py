@@ -362,7 +362,14 @@ def _kernel(cache: Path, log: Callable[[str], None]) -> tuple[Path, str, str]:
         else:
             name = _kernel_package_name()
             log(f"apt-get download {name}")
-            _run(["apt-get", "download", name], cwd=Path(tmp))
+            try:
+                _run(["apt-get", "download", name], cwd=Path(tmp))
+            except ImageError:
+                if os.geteuid() != 0:
+                    raise
+                # stale package lists (the version they name is gone from the mirror)
+                _run(["apt-get", "update", "-qq"])
+                _run(["apt-get", "download", name], cwd=Path(tmp))
             debs = sorted(Path(tmp).glob("*.deb"))
             if not debs:
                 raise ImageError(f"apt-get download {name} produced no .deb")
