@@ -263,7 +263,7 @@ class Guest:
     def _qemu_command(self) -> list[str]:
         img = self.image
         cmd = [
-            QEMU, "-name", self.name,
+            QEMU, "-name", _opt(self.name),
             "-machine", "pc", "-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max",
             "-smp", str(self.smp), "-m", str(self.memory_mb),
             "-nodefaults", "-display", "none",
