@@ -10,7 +10,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..core.errors import AmsError, Interrupted
+from ..core.errors import AmsError, DatabaseError, Interrupted
 from . import base
 
 # Command groups in the order `ams -h` lists them; each module has register(subparsers).
@@ -90,12 +90,25 @@ def run(args, context_factory=None):
     except AmsError as exc:
         return _fail(args, exc)
     except Exception as exc:  # a bug or an unmapped library error: still one line, still non-zero
-        return _fail(args, exc, unexpected=True)
+        known = _library_error(exc)
+        return _fail(args, known, unexpected=False) if known else _fail(args, exc, unexpected=True)
     finally:
         try:
             ctx.close()
         except Exception:  # closing must not hide the real outcome
             logger.debug("error while closing connections", exc_info=True)
+
+
+def _library_error(exc):
+    """Map failures of libraries every command shares to AmsErrors (None: a bug)."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.DBAPIError):
+        from ..store.db import driver_error_detail
+
+        error = DatabaseError(f"database error: {driver_error_detail(exc)}")
+        error.__traceback__ = exc.__traceback__
+        return error
+    return None
 
 
 def _fail(args, exc, unexpected=False):

@@ -56,15 +56,18 @@ def create_engine(url):
     return engine
 
 
-def describe_connect_error(engine, exc):
-    """Turn a driver error into one line naming the database (password masked)."""
+def driver_error_detail(exc):
+    """The driver's own words for a DBAPIError, on one line: '(1045) Access denied …'."""
     orig = getattr(exc, "orig", None) or exc
     args = getattr(orig, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
-        detail = f"({args[0]}) {args[1]}"
-    else:
-        detail = str(orig).splitlines()[0] if str(orig) else orig.__class__.__name__
-    return f"cannot use database {safe_url(engine.url)}: {detail}"
+        return f"({args[0]}) {args[1]}"
+    return str(orig).splitlines()[0] if str(orig) else orig.__class__.__name__
+
+
+def describe_connect_error(engine, exc):
+    """Turn a driver error into one line naming the database (password masked)."""
+    return f"cannot use database {safe_url(engine.url)}: {driver_error_detail(exc)}"
 
 
 def connect(engine):

@@ -98,3 +98,18 @@ def test_upgrade_refuses_foreign_tables(ams, ams_env):
     result = ams("internals", "database", "upgrade")
     assert result.code == 8 and "no ams version" in result.err
     assert ams("internals", "database", "install").code == 4
+
+
+def test_a_database_failure_mid_command_is_exit_8_with_one_line(ams_db, ams_env):
+    engine = create_engine(ams_env["AMS_DB_URL"])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE host_volumes")
+        conn.exec_driver_sql("DROP TABLE snapshots")
+        conn.exec_driver_sql("DROP TABLE snapshot_groups")
+        conn.exec_driver_sql("DROP TABLE snapshot_schedules")
+        conn.exec_driver_sql("DROP TABLE hosts")
+    engine.dispose()
+    result = ams_db("host", "list")
+    assert result.code == 8, result
+    assert result.err.startswith("ams: error: database error:") and "hosts" in result.err
+    assert result.err.count("\n") == 1
