@@ -268,8 +268,10 @@ class Ec2Rig:
                 raise RuntimeError(f"guest {guest.name} is already registered")
         if guest is not None and not guest.is_running():
             guest.start()  # a new instance runs (a test may have left the guest stopped)
-        if guest is not None and id(guest) not in self._seen_guests:
-            self._clean_guest(guest)  # leftovers of an earlier run; saves pristine configs
+        if guest is not None and (id(guest) not in self._seen_guests or guest.plugged()):
+            # leftovers of an earlier run or of other tests (saves the pristine configs the
+            # first time): a new instance has no data volumes
+            self._guest_unplug_all(guest, clean=True)
             self._seen_guests.add(id(guest))
         all_tags = [{"Key": "Name", "Value": name}]
         if guest is not None:
@@ -436,7 +438,7 @@ class Ec2Rig:
                 for volume_id in list(guest.plugged()):
                     guest.unplug(volume_id)
                 return
-            if clean and (guest.plugged() or id(guest) in self._seen_guests):
+            if clean:
                 self._clean_guest(guest)
             for volume_id in list(guest.plugged()):
                 guest.unplug(volume_id)
