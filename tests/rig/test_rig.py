@@ -592,6 +592,12 @@ def test_raid0_snapshot_clone_and_reboot_in_the_guest(ec2_clean, guest_instance)
 @pytest.mark.guest
 def test_forced_detach_and_delete_of_a_guest_volume(ec2_clean, guest_instance):
     rig, g, iid = ec2_clean, guest_instance.guest, guest_instance.instance_id
+    # the fixture's ssh config and variables let ams (or ssh) in as the Name tag says
+    assert os.environ["AMS_SUDO_PASSWORD"] == g.password
+    ssh = subprocess.run(["ssh", "-F", os.environ["AMS_SSH_CONFIG_FILE"], "-o", "BatchMode=yes",
+                          guest_instance.name, "echo", "in"],
+                         capture_output=True, text=True, timeout=60)
+    assert ssh.stdout.strip() == "in", ssh.stderr
     ec2 = rig.client()
     vol = ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone)["VolumeId"]
     ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
