@@ -50,7 +50,13 @@ def parse_args(parser, argv):
     return args
 
 
-def setup_logging(args, settings=None):
+def setup_logging(args):
+    """Send ams's log records to stderr at the chosen verbosity.
+
+    Returns a function that puts the ``ams`` logger back as it was, so that
+    running several commands in one process (tests, embedding) does not stack
+    handlers or leave levels behind.
+    """
     level = logging.WARNING
     if args.verbose == 1:
         level = logging.INFO
@@ -59,12 +65,21 @@ def setup_logging(args, settings=None):
     if args.quiet:
         level = logging.ERROR
     logger = logging.getLogger("ams")
-    logger.setLevel(level)
+    saved = (logger.level, list(logger.handlers), logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ams: %(levelname)s: %(message)s"))
+    logger.setLevel(level)
     logger.addHandler(handler)
-    logger.propagate = False
-    return logger
+
+    def restore():
+        for extra in logger.handlers[:]:
+            if extra not in saved[1]:
+                logger.removeHandler(extra)
+                extra.close()
+        logger.setLevel(saved[0])
+        logger.propagate = saved[2]
+
+    return logger, restore
 
 
 def _add_log_file(ctx, logger):
@@ -79,7 +94,7 @@ def run(args, context_factory=None):
     """Run the handler chosen by ``args``; return the exit code."""
     from .context import Context
 
-    logger = setup_logging(args)
+    logger, restore_logging = setup_logging(args)
     ctx = (context_factory or Context)(args)
     try:
         _add_log_file(ctx, logger)
@@ -97,6 +112,7 @@ def run(args, context_factory=None):
             ctx.close()
         except Exception:  # closing must not hide the real outcome
             logger.debug("error while closing connections", exc_info=True)
+        restore_logging()
 
 
 def _library_error(exc):
