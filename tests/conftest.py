@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.rig.sshd",
+    "tests.rig.guest_fixtures",
     "tests.rig.fixtures",
     "tests.dbfixtures",
 ]

@@ -20,18 +20,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.resources import unavailable
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MYSQL_SERVER_URL = os.environ.get(
     "AMS_TEST_MYSQL_URL", "mysql+pymysql://ams_test:ams_test@127.0.0.1:3306"  # scripts/start-mariadb makes it
 )
-REQUIRE_ALL = os.environ.get("AMS_TEST_REQUIRE_ALL") == "1"
-
-
-def unavailable(reason):
-    """Skip with ``reason``, or fail when CI demands that every test runs."""
-    if REQUIRE_ALL:
-        pytest.fail(f"required test resource missing: {reason}")
-    pytest.skip(reason)
 
 
 def _mysql_admin():

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from tests.rig.guest import pid_alive, process_cmdline
 from tests.rig.ec2 import default_state_root, dump_json, export_lines, ssh_config_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,30 +48,6 @@ def _read_json(path):
         return None
 
 
-def _pid_alive(pid):
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _daemon_pid(state):
     """pid of a live rig daemon for this state dir, else None."""
     try:
@@ -78,7 +55,7 @@ def _daemon_pid(state):
             pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
-    if _pid_alive(pid) and "tests.rig" in _cmdline(pid) and "_serve" in _cmdline(pid):
+    if pid_alive(pid) and "tests.rig" in process_cmdline(pid) and "_serve" in process_cmdline(pid):
         return pid
     return None
 
@@ -109,7 +86,8 @@ def serve(args):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    from tests.rig.ec2 import Ec2Rig
+    from tests.rig.guest import pid_alive, process_cmdline
+from tests.rig.ec2 import Ec2Rig
 
     info = {"status": "starting", "pid": os.getpid(), "state_dir": state,
             "region": args.region, "zone": args.zone, "guest": None, "instance_id": None}
@@ -251,7 +229,7 @@ def _stop_daemon(state, pid, timeout=180):
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.3)
     try:
@@ -271,7 +249,7 @@ def _cleanup_leftovers(state):
             pid = int(open(pidfile).read().strip())
         except (OSError, ValueError):
             pass
-    if pid and pidfile and _pid_alive(pid) and pidfile in _cmdline(pid):
+    if pid and pidfile and pid_alive(pid) and pidfile in process_cmdline(pid):
         os.kill(pid, signal.SIGKILL)
     if os.path.isdir(state) and (os.path.exists(_paths(state)["info"])
                                  or os.path.exists(_paths(state)["pid"])
@@ -311,7 +289,7 @@ def status(args):
         print(f"endpoint: {url} ({reach})")
     guest = info.get("guest")
     if guest:
-        alive = _pid_alive(guest.get("pid")) and guest.get("pidfile", "") in _cmdline(guest["pid"])
+        alive = pid_alive(guest.get("pid")) and guest.get("pidfile", "") in process_cmdline(guest["pid"])
         print(f"guest: {guest['name']} = instance {info.get('instance_id')} in {info.get('zone')}, "
               f"ssh {guest['user']}@127.0.0.1:{guest['ssh_port']}, qemu pid {guest['pid']} "
               f"({'running' if alive else 'not running'})")

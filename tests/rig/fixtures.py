@@ -14,16 +14,11 @@
 """
 
 import dataclasses
-import importlib.util
 import os
 
 import pytest
 
 from tests.rig.ec2 import Ec2Rig, ssh_config_text
-
-if importlib.util.find_spec("tests.rig.guest_fixtures") is not None:
-    pytest_plugins = ["tests.rig.guest_fixtures"]
-
 
 @dataclasses.dataclass
 class RigInstance:
@@ -113,12 +108,5 @@ def register_guest(ec2_clean, monkeypatch):
 
 @pytest.fixture
 def guest_instance(request, register_guest):
-    try:
-        guest = request.getfixturevalue("rig_guest")
-    except pytest.FixtureLookupError:
-        reason = "the QEMU guest of the rig is not available (no rig_guest fixture)"
-        print(reason)
-        if os.environ.get("AMS_TEST_REQUIRE_ALL") == "1":
-            pytest.fail(f"required test resource missing: {reason}")
-        pytest.skip(reason)
+    guest = request.getfixturevalue("rig_guest")
     return register_guest(guest, region="us-east-1", zone="us-east-1a")

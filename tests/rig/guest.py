@@ -77,7 +77,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
@@ -93,7 +93,7 @@ def _pid_alive(pid: int | None) -> bool:
         return False
 
 
-def _cmdline(pid: int) -> str:
+def process_cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return fh.read().replace(b"\0", b" ").decode(errors="replace")
@@ -177,8 +177,8 @@ def reap_orphans() -> list[int]:
             info = json.loads(entry.read_text())
         except (ValueError, OSError):
             continue
-        alive = _pid_alive(pid) and info.get("pidfile", "\0") in _cmdline(pid)
-        if alive and not _pid_alive(info.get("owner")):
+        alive = pid_alive(pid) and info.get("pidfile", "\0") in process_cmdline(pid)
+        if alive and not pid_alive(info.get("owner")):
             log.warning("killing orphaned rig QEMU %s (owner %s is gone)", pid, info.get("owner"))
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -258,7 +258,7 @@ class Guest:
 
     # ------------------------------------------------------------------ lifecycle
     def is_running(self) -> bool:
-        return _pid_alive(self.pid) and str(self.pidfile) in _cmdline(self.pid)
+        return pid_alive(self.pid) and str(self.pidfile) in process_cmdline(self.pid)
 
     def _qemu_command(self) -> list[str]:
         img = self.image
@@ -287,7 +287,7 @@ class Guest:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             pid = 0
-        if pid and _pid_alive(pid) and str(self.pidfile) in _cmdline(pid):
+        if pid and pid_alive(pid) and str(self.pidfile) in process_cmdline(pid):
             log.warning("killing stale QEMU %s of guest %s", pid, self.name)
             os.kill(pid, signal.SIGKILL)
             self._wait_exit(pid, 10)
@@ -373,10 +373,10 @@ class Guest:
     def _wait_exit(pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return True
             time.sleep(0.2)
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
 
     def reboot(self, timeout: float = 180) -> None:
         """``sudo reboot`` inside the guest (as on EC2); wait until SSH is back. QEMU keeps

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.resources import unavailable
 from tests.rig.guest import Guest, qemu_unavailable_reason
 
 _stats: dict[str, float] = {}
@@ -22,7 +23,7 @@ def rig_guest(tmp_path_factory: pytest.TempPathFactory):
     t0 = time.monotonic()
     reason = qemu_unavailable_reason()
     if reason:
-        pytest.skip(f"QEMU guest unavailable: {reason}")
+        unavailable(f"QEMU guest unavailable: {reason}")
     _stats["image_s"] = time.monotonic() - t0
     guest = Guest("rig-guest", tmp_path_factory.mktemp("rig-guest"))
     try:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import pytest
 
 from amslib.core.settings import load_settings
+from tests.resources import unavailable
 
 SSHD = "/usr/sbin/sshd"
 STATE_DIR = "/var/lib/ams-test-rig"
@@ -435,12 +436,7 @@ class SshRig:
 
 
 def _unavailable(exc):
-    """Skip (print the reason), or fail when AMS_TEST_REQUIRE_ALL=1 (as tests/dbfixtures.py)."""
-    reason = f"ssh test hosts unavailable: {exc}"
-    print(reason)
-    if os.environ.get("AMS_TEST_REQUIRE_ALL") == "1":
-        pytest.fail(f"required test resource missing: {reason}")
-    pytest.skip(reason)
+    unavailable(f"ssh test hosts unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
