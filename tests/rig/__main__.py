@@ -86,8 +86,7 @@ def serve(args):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    from tests.rig.guest import pid_alive, process_cmdline
-from tests.rig.ec2 import Ec2Rig
+    from tests.rig.ec2 import Ec2Rig
 
     info = {"status": "starting", "pid": os.getpid(), "state_dir": state,
             "region": args.region, "zone": args.zone, "guest": None, "instance_id": None}
