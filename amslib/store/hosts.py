@@ -43,19 +43,6 @@ DISCOVERED_COLUMNS = (
     "terminated_at",
 )
 
-# Columns `host add` / `host edit` may set.
-USER_COLUMNS = (
-    "hostname",
-    "availability_zone",
-    "hostname_internal",
-    "hostname_external",
-    "ip_internal",
-    "ip_external",
-    "ami_id",
-    "instance_type",
-    "notes",
-)
-
 WRITE_CHUNK = 1000  # rows per executemany (MySQL packs them into few statements)
 IN_CHUNK = 500  # ids per IN (...) list
 

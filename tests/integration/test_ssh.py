@@ -419,6 +419,17 @@ def write_ssh_config(tmp_path, text):
     return str(path)
 
 
+def bastion_entry(bastion, user):
+    """An ssh config entry `bastion` logging in to the jump host as ``user``."""
+    return f"""
+Host bastion
+    HostName {bastion.address}
+    Port {bastion.port}
+    User {user.name}
+    IdentityFile {user.key_path}
+"""
+
+
 def test_ssh_config_alias(ssh_rig, tmp_path):
     user, host = ssh_rig.user("key"), ssh_rig.host
     config = write_ssh_config(tmp_path, f"""
@@ -436,13 +447,7 @@ Host db-alias
 
 def test_proxy_jump_through_a_bastion(ssh_rig, tmp_path):
     user, target, bastion = ssh_rig.user("key"), ssh_rig.host, ssh_rig.jump_host
-    config = write_ssh_config(tmp_path, f"""
-Host bastion
-    HostName {bastion.address}
-    Port {bastion.port}
-    User {user.name}
-    IdentityFile {user.key_path}
-
+    config = write_ssh_config(tmp_path, bastion_entry(bastion, user) + f"""
 Host behind
     HostName {target.address}
     Port {target.port}
@@ -505,13 +510,7 @@ def test_pool_replaces_a_dropped_connection(ssh_rig):
 
 def test_pool_shares_the_bastion_connection(ssh_rig, tmp_path):
     user, target, bastion = ssh_rig.user("key"), ssh_rig.host, ssh_rig.jump_host
-    config = write_ssh_config(tmp_path, f"""
-Host bastion
-    HostName {bastion.address}
-    Port {bastion.port}
-    User {user.name}
-    IdentityFile {user.key_path}
-
+    config = write_ssh_config(tmp_path, bastion_entry(bastion, user) + f"""
 Host {target.address}
     ProxyJump bastion
 """)
