@@ -118,17 +118,3 @@ class AwsClients:
         with aws_errors("DescribeRegions"):
             answer = self.ec2().describe_regions(AllRegions=False)
         return sorted(r["RegionName"] for r in answer["Regions"])
-
-
-def region_of_zone(zone):
-    """The region of an availability zone: us-west-2a -> us-west-2.
-
-    Also for GovCloud (us-gov-west-1a) and local zones (us-west-2-lax-1a):
-    the region ends at the first part that is a number.
-    """
-    parts = (zone or "").split("-")
-    for index, part in enumerate(parts):
-        digits = part.rstrip("abcdefghijklmnopqrstuvwxyz")
-        if index >= 2 and digits.isdigit():
-            return "-".join(parts[:index] + [digits])
-    raise ValueError(f"{zone!r} is not an availability zone name")
