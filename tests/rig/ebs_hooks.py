@@ -256,40 +256,29 @@ def _delete_snapshot(orig, self):
 
 def _guest_ids(rig, self):
     ids = self._get_param("InstanceIds", []) or []
-    return [(i, rig.guest_for_instance(i)) for i in ids if rig.guest_for_instance(i) is not None]
+    pairs = [(i, rig.guest_for_instance(i)) for i in ids]
+    return [(i, guest) for i, guest in pairs if guest is not None]
 
 
-def _stop_instances(orig, self):
-    rig = _active["rig"]
-    result = orig(self)
-    for instance_id, guest in _guest_ids(rig, self):
-        try:
-            rig._guest_stop(guest, instance_id)
-        except Exception as err:
-            raise _internal(err, f"stopping guest {guest.name}")
-    return result
+def _after_instances(verb, act):
+    """A hook that lets moto change the instances, then calls ``act(rig, guest, instance_id)`` per guest."""
+
+    def hook(orig, self):
+        rig = _active["rig"]
+        result = orig(self)
+        for instance_id, guest in _guest_ids(rig, self):
+            try:
+                act(rig, guest, instance_id)
+            except Exception as err:
+                raise _internal(err, f"{verb} guest {guest.name}")
+        return result
+
+    return hook
 
 
-def _start_instances(orig, self):
-    rig = _active["rig"]
-    result = orig(self)
-    for instance_id, guest in _guest_ids(rig, self):
-        try:
-            rig._guest_start(guest, instance_id)
-        except Exception as err:
-            raise _internal(err, f"starting guest {guest.name}")
-    return result
-
-
-def _reboot_instances(orig, self):
-    rig = _active["rig"]
-    result = orig(self)
-    for _, guest in _guest_ids(rig, self):
-        try:
-            rig._guest_reboot(guest)
-        except Exception as err:
-            raise _internal(err, f"rebooting guest {guest.name}")
-    return result
+_stop_instances = _after_instances("stopping", lambda rig, guest, instance_id: rig._guest_stop(guest, instance_id))
+_start_instances = _after_instances("starting", lambda rig, guest, instance_id: rig._guest_start(guest, instance_id))
+_reboot_instances = _after_instances("rebooting", lambda rig, guest, _instance_id: rig._guest_reboot(guest))
 
 
 def _terminate_instances(orig, self):
