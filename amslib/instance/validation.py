@@ -16,8 +16,8 @@ import re
 
 from ..core.errors import UsageError
 
-INSTANCE_ID_RE = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-AMI_ID_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+# EC2 ids: a prefix, a dash and 8 (short format) or 17 (long format) hex digits
+EC2_ID_DIGITS = r"(?:[0-9a-f]{8}|[0-9a-f]{17})"
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
 # us-west-2a, us-gov-west-1b, and local zones such as us-west-2-lax-1a
 ZONE_RE = re.compile(r"^(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)(?:[a-z]|-[a-z]+-\d+[a-z])$")
@@ -56,18 +56,20 @@ def check_hostname(text, what="hostname"):
     return value
 
 
-def check_instance_id(text):
+def check_ec2_id(text, prefix, what):
+    """``text`` as a lower-case EC2 id ``<prefix>-<8 or 17 hex digits>``, else UsageError."""
     value = (text or "").strip().lower()
-    if not INSTANCE_ID_RE.match(value):
-        raise UsageError(f"invalid instance id {text!r}: expected i- followed by 8 or 17 hex digits")
+    if not re.fullmatch(prefix + "-" + EC2_ID_DIGITS, value):
+        raise UsageError(f"invalid {what} {text!r}: expected {prefix}- followed by 8 or 17 hex digits")
     return value
+
+
+def check_instance_id(text):
+    return check_ec2_id(text, "i", "instance id")
 
 
 def check_ami_id(text):
-    value = (text or "").strip().lower()
-    if not AMI_ID_RE.match(value):
-        raise UsageError(f"invalid AMI id {text!r}: expected ami- followed by 8 or 17 hex digits")
-    return value
+    return check_ec2_id(text, "ami", "AMI id")
 
 
 def check_ip(text, what="IP address"):
