@@ -73,6 +73,11 @@ volume_groups = Table(
     Column("tags", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=True),
+    # creating | available | failed (kept after a failed create) | deleted
+    Column("state", String(16), nullable=False, server_default="available"),
+    Column("array_name", String(64), nullable=True),  # md name: /dev/md/<array_name>
+    Column("md_uuid", String(64), nullable=True),  # mdadm's array UUID (RAID only)
+    Column("fs_uuid", String(64), nullable=True),  # the filesystem UUID (fstab uses it)
     Index("ix_volume_groups_zone", "availability_zone"),
     Index("ix_volume_groups_deleted_at", "deleted_at"),
 )
@@ -90,6 +95,9 @@ volumes = Table(
     Column("availability_zone", String(32), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=True),
+    Column("device_name", String(32), nullable=True),  # EC2 attachment device (/dev/sdf) when attached
+    Column("encrypted", Boolean, nullable=False, server_default="0"),
+    Column("kms_key_id", String(2048), nullable=True),
     Index("ix_volumes_volume_group_id", "volume_group_id"),
 )
 
@@ -104,7 +112,8 @@ host_volumes = Table(
     Column("block_device", String(255), nullable=True),  # /dev/md/… or the by-id path
     Column("attached_at", UtcDateTime(), nullable=False),
     UniqueConstraint("volume_group_id", name="uq_host_volumes_volume_group"),
-    Index("ix_host_volumes_instance_mount", "instance_id", "mount_point"),
+    # one group per mount point of a host (NULL mount points do not collide)
+    Index("uq_host_volumes_instance_mount", "instance_id", "mount_point", unique=True),
 )
 
 snapshot_schedules = Table(

@@ -18,17 +18,29 @@ def table_names(engine):
     return set(inspect(engine).get_table_names()) - {"alembic_version"}
 
 
+def schema_shape(engine):
+    """Tables with their columns and indexes (name, columns, unique)."""
+    inspector = inspect(engine)
+    shape = {}
+    for name in table_names(engine):
+        columns = tuple(sorted(c["name"] for c in inspector.get_columns(name)))
+        indexes = tuple(sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                               for i in inspector.get_indexes(name)))
+        shape[name] = (columns, indexes)
+    return shape
+
+
 def test_every_migration_applies_in_order_from_empty(engine):
     revisions = migrate.all_revisions()
     assert revisions[0] == "0001" and revisions[-1] == migrate.head_revision()
-    seen = set()
+    seen = {}
     for revision in revisions:
         before, after = migrate.upgrade(engine, revision)
         assert after == revision
-        tables = table_names(engine)
-        assert tables > seen, f"migration {revision} added no table"
-        seen = tables
-    assert seen == set(schema.metadata.tables)
+        shape = schema_shape(engine)
+        assert shape != seen, f"migration {revision} changed nothing"
+        seen = shape
+    assert set(seen) == set(schema.metadata.tables)
 
 
 def test_migrated_schema_matches_the_code(engine):
@@ -40,9 +52,10 @@ def test_migrated_schema_matches_the_code(engine):
         assert set(columns) == {c.name for c in table.columns}, table.name
         for column in table.columns:
             assert columns[column.name]["nullable"] == column.nullable, f"{table.name}.{column.name}"
-        indexes = {i["name"]: tuple(i["column_names"]) for i in inspector.get_indexes(table.name)}
+        indexes = {i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table.name)}
         for index in table.indexes:
-            assert indexes.get(index.name) == tuple(c.name for c in index.columns), f"{table.name}.{index.name}"
+            expected = (tuple(c.name for c in index.columns), bool(index.unique))
+            assert indexes.get(index.name) == expected, f"{table.name}.{index.name}"
 
 
 def test_install_then_upgrade_is_a_no_op(ams):
