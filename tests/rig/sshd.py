@@ -1,12 +1,18 @@
 """Test hosts: real OpenSSH ``sshd`` processes on 127.0.0.x (pytest plugin).
 
 Each :class:`TestHost` is one ``sshd -D -e`` started inside its own mount
-namespace (``unshare -m --propagation private``) where ``/etc/fstab`` (a
-bind-mounted file) and ``/etc/mdadm`` (a bind-mounted directory holding
-``mdadm.conf``) are private copies kept in the host's work directory, so
-tests may edit them freely.  Every host has its own address, free port, host
-keys, sshd_config and log file.  Replace ``/etc/fstab`` *in place* on a test
-host (``cat >``, ``tee``): renaming a file onto a bind mount fails with EBUSY.
+namespace (``unshare -m --propagation private``) where ``/etc`` is an overlay
+(overlayfs): the machine's ``/etc`` below, the host's private directory
+``<workdir>/etc`` on top.  That directory starts with the host's own
+``fstab`` and ``mdadm/mdadm.conf`` (``mdadm/`` is opaque: the machine's
+``/etc/mdadm`` does not show through); whatever a test changes under ``/etc``
+on the host (``sudo tee``, a rename onto ``/etc/fstab``, a new
+``/etc/mdadm.conf``) lands there and never in the machine's ``/etc``.
+``fstab_path`` and ``mdadm_conf_path`` are the files in that directory: read
+them from outside, change them through the host (the overlay does not expect
+its layers to change under it).  Mounts below the machine's ``/etc`` are
+hidden on the host.  Every host has its own address, free port, host keys,
+sshd_config and log file.
 
 The test users (prefix ``amst-``) are real local accounts created once per
 machine with ``useradd`` and reused by later runs; their passwords are random,
@@ -207,12 +213,17 @@ class TestHost:
         self.port = None
         self.workdir = workdir
         self.authorized_keys_dir = authorized_keys_dir
-        self.fstab_path = os.path.join(workdir, "fstab")
-        self.mdadm_dir = os.path.join(workdir, "mdadm")
+        self.etc_dir = os.path.join(workdir, "etc")  # the overlay's upper dir over /etc
+        self.overlay_work_dir = os.path.join(workdir, "etc-overlay-work")
+        self.fstab_path = os.path.join(self.etc_dir, "fstab")
+        self.mdadm_dir = os.path.join(self.etc_dir, "mdadm")
         self.config_path = os.path.join(workdir, "sshd_config")
         self.log_path = os.path.join(workdir, "sshd.log")
         self.process = None
-        os.makedirs(self.mdadm_dir, exist_ok=True)
+        os.makedirs(self.mdadm_dir, mode=0o755, exist_ok=True)
+        os.makedirs(self.overlay_work_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.etc_dir, 0o755)  # the overlay's /etc takes the upper dir's mode
+        os.setxattr(self.mdadm_dir, "trusted.overlay.opaque", b"y")
         self._init_files()
         self.regenerate_host_keys()
 
@@ -278,16 +289,15 @@ Subsystem sftp internal-sftp
         self.port = self.port or _free_port(self.address)
         self._write_config()
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-        if not os.path.isdir("/etc/mdadm"):
-            os.makedirs("/etc/mdadm", mode=0o755)  # an empty mount point
+        # Relative upper/work dirs: overlayfs options cannot carry "," or ":" in a path.
         script = (
-            'mount --bind "$1" /etc/fstab && mount --bind "$2" /etc/mdadm && '
-            'exec "$3" -D -e -f "$4"'
+            'cd "$1" && mount -t overlay ams-etc -o lowerdir=/etc,upperdir=etc,workdir=etc-overlay-work /etc'
+            ' && cd / && exec "$2" -D -e -f "$3"'
         )
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-                 self.fstab_path, self.mdadm_dir, SSHD, self.config_path],
+                 self.workdir, SSHD, self.config_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         try:
