@@ -1,0 +1,1 @@
+"""Services and pure checks for EBS volume groups."""
