@@ -36,6 +36,9 @@ SSH_AUTH_TIMEOUT = 15.0       # seconds
 SSH_COMMAND_TIMEOUT = 600.0   # seconds for one remote command (hooks, mkfs, ...)
 SUDO_PASSWORD = None          # None: sudo must be passwordless; sent on stdin, never on a command line
 
+# --- Volumes ------------------------------------------------------------------
+DEVICE_TIMEOUT = 120.0        # seconds to wait for an attached EBS volume to show up as a device
+
 # --- Hosts --------------------------------------------------------------------
 # How discovery names a new host (the name ams uses to SSH to it): the first of
 # these that the instance has. Choices: name-tag, private-dns, public-dns,

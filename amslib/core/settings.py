@@ -44,6 +44,8 @@ DEFAULTS = {
     "SSH_AUTH_TIMEOUT": 15.0,
     "SSH_COMMAND_TIMEOUT": 600.0,
     "SUDO_PASSWORD": None,
+    # Volumes
+    "DEVICE_TIMEOUT": 120.0,  # seconds to wait for an attached volume's device to appear on the host
     # Hosts
     "HOSTNAME_RULE": "name-tag,private-dns,private-ip",  # order tried for new hosts
     # Logging

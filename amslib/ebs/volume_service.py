@@ -1,0 +1,391 @@
+"""The volume group commands: check everything, plan, then act step by step (or print the plan).
+
+Each public function takes the command's :class:`amslib.cli.context.Context` and checked or raw
+user values, and returns a dict describing the outcome.  Checks come first and change nothing:
+input formats, the database (group, host, mount point), EC2 (instance state, zone, free device
+names, member states) and the host (it is the instance ams means, the mount point is free).
+With ``dry_run`` the plan is returned instead of run.
+"""
+
+import logging
+import secrets
+
+from ..core.errors import ConflictError, NotFoundError, UsageError
+from ..hostdisk import devices, filesystem, raid
+from ..hostdisk.mountpoint import check_mount_point
+from ..instance.validation import check_hostname, check_instance_id
+from ..store import hosts as host_store
+from ..store import volume_groups as store
+from ..store.types import utcnow
+from . import params, volume_plans
+from .runner import Execution, describe_plan, run_plan
+from .volume_plans import Target
+
+log = logging.getLogger("ams.ebs.volumes")
+
+GONE_STATES = ("terminated", "shutting-down", "missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# lookups
+
+def resolve_target(conn, host=None, instance=None):
+    """The Target named by ``-H HOST`` or ``-i INSTANCE`` (exactly one of them)."""
+    if instance is not None:
+        instance_id = check_instance_id(instance)
+        row = host_store.get_host(conn, instance_id)
+        if row is None:
+            raise NotFoundError(
+                f"instance {instance_id} is not in the hosts table; run 'ams host discovery' or 'ams host add'"
+            )
+        rows = [row]
+    else:
+        name = check_hostname(host)
+        rows = [r for r in host_store.list_hosts(conn, "hostname", exact=name) if r["state"] not in GONE_STATES]
+        if not rows:
+            raise NotFoundError(f"no running host is named {name!r}; see 'ams host list'")
+        if len(rows) > 1:
+            ids = ", ".join(r["instance_id"] for r in rows)
+            raise ConflictError(f"hostname {name!r} is shared by instances {ids}; name the instance with -i")
+    row = rows[0]
+    if row["state"] in GONE_STATES:
+        raise ConflictError(f"instance {row['instance_id']} is {row['state']}")
+    if not row["hostname"]:
+        raise ConflictError(
+            f"instance {row['instance_id']} has no hostname to connect to; set one with "
+            f"'ams host edit -i {row['instance_id']} -H NAME'"
+        )
+    if not row["availability_zone"] or not row["region"]:
+        raise ConflictError(f"instance {row['instance_id']} has no availability zone recorded; run 'ams host discovery'")
+    return Target(row["instance_id"], row["hostname"], row["availability_zone"], row["region"])
+
+
+def check_group_id(text):
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UsageError(f"invalid volume group id {text!r}: expected a whole number") from None
+    if value < 1:
+        raise UsageError(f"invalid volume group id {text!r}: expected a whole number >= 1")
+    return value
+
+
+def load_group(conn, group_id):
+    """(group, members, attachment) of a live group; NotFoundError otherwise."""
+    group = store.get_group(conn, group_id)
+    if group is None or group["deleted_at"] is not None:
+        raise NotFoundError(f"volume group {group_id} not found" + (" (it was deleted)" if group else ""))
+    return group, store.members(conn, group_id), store.attachment(conn, group_id)
+
+
+def group_at(conn, target, mount_point):
+    """The group attached to ``target`` at ``mount_point``."""
+    found = store.attachment_at(conn, target.instance_id, mount_point)
+    if found is None:
+        raise NotFoundError(f"no volume group is attached at {mount_point} on {target.hostname} ({target.instance_id})")
+    return found["volume_group_id"]
+
+
+def _target_of(attachment):
+    return Target(attachment["instance_id"], attachment["hostname"], attachment["availability_zone"], attachment["region"])
+
+
+# ---------------------------------------------------------------------------------------------
+# EC2 and host access
+
+def _ebs(ctx, region):
+    from ..aws.ebs import Ebs
+
+    return Ebs(ctx.aws, region, progress=ctx.out.progress)
+
+
+def _host(ctx, hostname):
+    from ..hostdisk.remote import HostDisk
+
+    return HostDisk(lambda: ctx.ssh.get(hostname), hostname, device_timeout=ctx.settings.DEVICE_TIMEOUT)
+
+
+def _running_instance(ebs, target):
+    """EC2's view of the instance: it must be running in the recorded zone."""
+    instance = ebs.instance(target.instance_id)
+    state = instance.get("State", {}).get("Name")
+    if state != "running":
+        raise ConflictError(f"instance {target.instance_id} is {state}, not running")
+    zone = instance.get("Placement", {}).get("AvailabilityZone")
+    if zone and zone != target.zone:
+        raise ConflictError(
+            f"instance {target.instance_id} is in {zone} but the hosts table says {target.zone}; run 'ams host discovery'"
+        )
+    return instance
+
+
+def _free_devices(conn, instance, count):
+    used = {m.get("DeviceName") for m in instance.get("BlockDeviceMappings", [])}
+    used |= store.device_names_in_use(conn, instance["InstanceId"])
+    if instance.get("RootDeviceName"):
+        used.add(instance["RootDeviceName"])
+    return devices.choose_api_devices({u for u in used if u}, count)
+
+
+def _check_mount_point_free(conn, target, mount_point, *, except_group=None):
+    """No other group of the instance claims ``mount_point`` (the database's view)."""
+    taken = store.attachment_at(conn, target.instance_id, mount_point)
+    if taken is not None and taken["volume_group_id"] != except_group:
+        raise ConflictError(
+            f"{mount_point} on {target.hostname} is already used by volume group {taken['volume_group_id']}"
+        )
+
+
+def _check_not_mounted(hostdisk, target, mount_point):
+    """Nothing is mounted at ``mount_point`` on the host (the host's view)."""
+    mounted = hostdisk.mounts().get(mount_point)
+    if mounted is not None:
+        raise ConflictError(f"{mount_point} on {target.hostname} is already a mount point (of {mounted[0]})")
+
+
+def _finish(ctx, plan, ex, dry_run, **kw):
+    if dry_run:
+        return {"dry_run": True, "plan": describe_plan(plan)}
+    run_plan(plan, ex, **kw)
+    return {"dry_run": False, "plan": describe_plan(plan)}
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+def create(ctx, *, host, instance, count, size, raid_level, chunk, fs_type, mount_point, automount,
+           volume_type, iops, throughput, encrypted, kms_key_id, tags, keep_on_failure, dry_run):
+    count = params.check_count(count)
+    spec = params.check_volume_spec(volume_type, size, iops, throughput, encrypted, kms_key_id)
+    level = raid.check_raid(raid_level, count)
+    chunk = raid.check_chunk(chunk)
+    fs_type = filesystem.check_filesystem(fs_type)
+    mount_point = check_mount_point(mount_point) if mount_point is not None else None
+    user_tags = params.parse_tags(tags or [])
+    engine = ctx.engine()
+    with engine.connect() as conn:
+        target = resolve_target(conn, host, instance)
+        if mount_point:
+            _check_mount_point_free(conn, target, mount_point)
+    ebs = _ebs(ctx, target.region)
+    instance_info = _running_instance(ebs, target)
+    with engine.connect() as conn:
+        device_names = _free_devices(conn, instance_info, count)
+    hostdisk = _host(ctx, target.hostname)
+    hostdisk.verify_instance(target.instance_id)
+    if mount_point:
+        _check_not_mounted(hostdisk, target, mount_point)
+    request = volume_plans.CreateRequest(
+        target=target, count=count, spec=spec, raid_level=level, chunk_kib=chunk, fs_type=fs_type,
+        mount_point=mount_point, automount=automount and mount_point is not None, tags=user_tags,
+        device_names=tuple(device_names),
+    )
+    if dry_run:
+        plan = volume_plans.plan_create(request, "NEW", _create_requests(request, "NEW"))
+        return {"dry_run": True, "plan": describe_plan(plan), "volume_group_id": None}
+    now = utcnow()
+    with engine.begin() as conn:
+        group_id = store.insert_group(conn, {
+            "raid_level": level, "stripe_block_size": chunk if level is not None else None, "fs_type": fs_type,
+            "region": target.region, "availability_zone": target.zone, "state": "creating",
+            "tags": _json(user_tags), "created_at": now,
+        })
+    plan = volume_plans.plan_create(request, group_id, _create_requests(request, group_id))
+    ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.progress)
+    try:
+        run_plan(plan, ex, keep_on_failure=keep_on_failure,
+                 leftover_hint=f"volume group {group_id} is recorded as failed; remove it with 'ams volume detach volume {group_id}' and 'ams volume delete {group_id}'")
+    except BaseException:
+        with engine.begin() as conn:
+            if keep_on_failure:
+                store.update_group(conn, group_id, {"state": "failed"})
+            elif not store.members(conn, group_id):
+                store.update_group(conn, group_id, {"state": "deleted", "deleted_at": utcnow()})
+            else:
+                store.update_group(conn, group_id, {"state": "failed"})
+        raise
+    return {"dry_run": False, "volume_group_id": group_id, "volume_ids": ex.state["volume_ids"],
+            "block_device": ex.state.get("block_device"), "mount_point": mount_point,
+            "plan": describe_plan(plan)}
+
+
+def _create_requests(request, group_id):
+    token = secrets.token_hex(8)
+    out = []
+    for index in range(request.count):
+        tags = dict(request.tags)
+        tags.update(params.group_tags(group_id, request.raid_level, index, request.chunk_kib, request.fs_type))
+        out.append({"spec": request.spec, "zone": request.target.zone, "tags": tags,
+                    "token": f"ams-{token}-{group_id}-{index}"})
+    return out
+
+
+def _json(value):
+    import json
+
+    return json.dumps(value, sort_keys=True) if value else None
+
+
+def attach(ctx, *, group_id, host, instance, mount_point, automount, keep_on_failure, dry_run):
+    group_id = check_group_id(group_id)
+    mount_point = check_mount_point(mount_point) if mount_point is not None else None
+    engine = ctx.engine()
+    with engine.connect() as conn:
+        group, members, attachment = load_group(conn, group_id)
+        target = resolve_target(conn, host, instance)
+        if attachment is not None:
+            raise ConflictError(
+                f"volume group {group_id} is attached to {attachment['hostname']} ({attachment['instance_id']}); detach it first"
+            )
+        if not members:
+            raise ConflictError(f"volume group {group_id} has no volumes")
+        if group["availability_zone"] != target.zone:
+            raise ConflictError(
+                f"volume group {group_id} is in {group['availability_zone']}, instance {target.instance_id} in {target.zone}; "
+                "EBS volumes attach only within their zone (clone its snapshots into the other zone)"
+            )
+        if mount_point:
+            _check_mount_point_free(conn, target, mount_point)
+    ebs = _ebs(ctx, target.region)
+    instance_info = _running_instance(ebs, target)
+    found = ebs.describe([m["volume_id"] for m in members])
+    for member in members:
+        volume = found.get(member["volume_id"])
+        if volume is None:
+            raise ConflictError(f"volume {member['volume_id']} of group {group_id} no longer exists in EC2")
+        if volume.get("State") != "available":
+            raise ConflictError(f"volume {member['volume_id']} of group {group_id} is {volume.get('State')}, not available")
+    with engine.connect() as conn:
+        device_names = _free_devices(conn, instance_info, len(members))
+    hostdisk = _host(ctx, target.hostname)
+    hostdisk.verify_instance(target.instance_id)
+    if mount_point:
+        _check_not_mounted(hostdisk, target, mount_point)
+    plan = volume_plans.plan_attach(group, members, target, device_names, mount_point, automount and mount_point is not None)
+    ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.progress,
+                   state={"volume_ids": [m["volume_id"] for m in members], "fs_uuid": group["fs_uuid"]})
+    result = _finish(ctx, plan, ex, dry_run, keep_on_failure=keep_on_failure)
+    result.update(volume_group_id=group_id, instance_id=target.instance_id, mount_point=mount_point,
+                  block_device=ex.state.get("block_device"))
+    return result
+
+
+def _attached(conn, group_id):
+    group, members, attachment = load_group(conn, group_id)
+    if attachment is None:
+        raise ConflictError(f"volume group {group_id} is not attached to any host")
+    return group, members, attachment
+
+
+def detach(ctx, *, group_id=None, host=None, instance=None, mount_point=None, unmount, force, dry_run):
+    engine = ctx.engine()
+    with engine.connect() as conn:
+        if group_id is None:
+            mount_point = check_mount_point(mount_point)
+            group_id = group_at(conn, resolve_target(conn, host, instance), mount_point)
+        else:
+            group_id = check_group_id(group_id)
+        group, members, attachment = _attached(conn, group_id)
+    target = _target_of(attachment)
+    hostdisk = _host(ctx, target.hostname)
+    hostdisk.verify_instance(target.instance_id)
+    mounted = bool(attachment["mount_point"]) and hostdisk.is_mounted(attachment["mount_point"])
+    if mounted and not unmount:
+        raise ConflictError(
+            f"volume group {group_id} is mounted at {attachment['mount_point']} on {target.hostname}; "
+            "unmount it first or pass -u"
+        )
+    plan = volume_plans.plan_detach(group, members, attachment, mounted=mounted, unmount=unmount, force=force)
+    ex = Execution(engine=engine, ec2=_ebs(ctx, target.region), host=hostdisk, progress=ctx.out.progress)
+    result = _finish(ctx, plan, ex, dry_run)
+    result.update(volume_group_id=group_id, instance_id=target.instance_id)
+    return result
+
+
+def mount(ctx, *, group_id, mount_point, automount, dry_run):
+    group_id = check_group_id(group_id)
+    engine = ctx.engine()
+    with engine.connect() as conn:
+        group, members, attachment = _attached(conn, group_id)
+        mount_point = check_mount_point(mount_point) if mount_point is not None else attachment["mount_point"]
+        if mount_point is None:
+            raise UsageError(f"volume group {group_id} has no mount point recorded; give one with -m")
+        target = _target_of(attachment)
+        _check_mount_point_free(conn, target, mount_point, except_group=group_id)
+    hostdisk = _host(ctx, target.hostname)
+    hostdisk.verify_instance(target.instance_id)
+    _check_not_mounted(hostdisk, target, mount_point)
+    array_active = True
+    if group["raid_level"] is not None:
+        active = hostdisk.active_arrays()
+        array_active = bool(group["md_uuid"]) and group["md_uuid"] in active
+        if array_active:  # udev may have assembled it under another name
+            attachment = dict(attachment, block_device=active[group["md_uuid"]])
+    plan = volume_plans.plan_mount(group, members, attachment, mount_point, automount, array_active=array_active)
+    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.progress, state={"fs_uuid": group["fs_uuid"]})
+    result = _finish(ctx, plan, ex, dry_run)
+    result.update(volume_group_id=group_id, mount_point=mount_point)
+    return result
+
+
+def unmount(ctx, *, group_id, dry_run):
+    group_id = check_group_id(group_id)
+    with ctx.engine().connect() as conn:
+        group, members, attachment = _attached(conn, group_id)
+    if not attachment["mount_point"]:
+        raise ConflictError(f"volume group {group_id} has no mount point")
+    hostdisk = _host(ctx, attachment["hostname"])
+    hostdisk.verify_instance(attachment["instance_id"])
+    if not hostdisk.is_mounted(attachment["mount_point"]):
+        raise ConflictError(f"volume group {group_id} is not mounted at {attachment['mount_point']} on {attachment['hostname']}")
+    plan = volume_plans.plan_unmount(group, attachment)
+    ex = Execution(engine=ctx.engine(), host=hostdisk, progress=ctx.out.progress)
+    result = _finish(ctx, plan, ex, dry_run)
+    result.update(volume_group_id=group_id, mount_point=attachment["mount_point"])
+    return result
+
+
+def automount(ctx, *, group_id, mount_point, remove, dry_run):
+    group_id = check_group_id(group_id)
+    engine = ctx.engine()
+    with engine.connect() as conn:
+        group, members, attachment = _attached(conn, group_id)
+        mount_point = check_mount_point(mount_point) if mount_point is not None else attachment["mount_point"]
+        if mount_point is None:
+            raise UsageError(f"volume group {group_id} has no mount point recorded; give one with -m")
+        _check_mount_point_free(conn, _target_of(attachment), mount_point, except_group=group_id)
+    if not group["fs_uuid"]:
+        raise ConflictError(f"volume group {group_id} has no filesystem recorded; mount it once with 'ams volume mount'")
+    hostdisk = _host(ctx, attachment["hostname"])
+    plan = volume_plans.plan_automount(group, attachment, mount_point, remove)
+    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.progress)
+    result = _finish(ctx, plan, ex, dry_run)
+    result.update(volume_group_id=group_id, mount_point=mount_point, automount=not remove)
+    return result
+
+
+def delete(ctx, *, group_id, dry_run):
+    group_id = check_group_id(group_id)
+    engine = ctx.engine()
+    with engine.connect() as conn:
+        group, members, attachment = load_group(conn, group_id)
+    if attachment is not None:
+        raise ConflictError(
+            f"volume group {group_id} is attached to {attachment['hostname']} ({attachment['instance_id']}); "
+            f"detach it first with 'ams volume detach volume {group_id}'"
+        )
+    ebs = _ebs(ctx, group["region"])
+    found = ebs.describe([m["volume_id"] for m in members])
+    for member in members:
+        volume = found.get(member["volume_id"])
+        if volume is not None and volume.get("State") != "available":
+            attached = ", ".join(a.get("InstanceId", "?") for a in volume.get("Attachments", []))
+            raise ConflictError(
+                f"volume {member['volume_id']} of group {group_id} is {volume.get('State')}"
+                + (f" (attached to {attached})" if attached else "") + "; refusing to delete"
+            )
+    plan = volume_plans.plan_delete(group, members)
+    ex = Execution(engine=engine, ec2=ebs, progress=ctx.out.progress)
+    result = _finish(ctx, plan, ex, dry_run)
+    result.update(volume_group_id=group_id, volume_ids=[m["volume_id"] for m in members])
+    return result

@@ -1,0 +1,251 @@
+"""The host side of volume groups, run over one SSH connection.
+
+:class:`HostDisk` executes what the pure planners of this package build (argv lists, scripts,
+file texts): every argument is quoted with :func:`amslib.ssh.quoting.join`; commands that need
+root go through the connection's ``sudo`` (password on stdin only).  Nothing here decides what
+to do; the services do.
+"""
+
+import logging
+import re
+
+from ..core.errors import ConflictError, RemoteCommandError
+from ..ssh.quoting import join, quote
+from . import devices, fstab, mdadmconf, raid, remote_files
+
+log = logging.getLogger("ams.hostdisk")
+
+ASSET_TAG = "/sys/devices/virtual/dmi/id/board_asset_tag"
+INSTANCE_ID_RE = re.compile(r"^i-[0-9a-f]{8}(?:[0-9a-f]{9})?$")
+
+# Where an EC2 instance shows its own id: the Nitro DMI board asset tag, else the instance
+# metadata service (IMDSv2).  Prints the id, or nothing.
+_IDENTITY_SCRIPT = f"""
+t=$(cat {ASSET_TAG} 2>/dev/null)
+case "$t" in i-*) echo "$t"; exit 0;; esac
+if command -v curl >/dev/null 2>&1; then
+  tok=$(curl -fsS -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token 2>/dev/null) &&
+  curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $tok" http://169.254.169.254/latest/meta-data/instance-id 2>/dev/null
+fi
+exit 0
+"""
+
+_MDADM_CONF_PATH_SCRIPT = (
+    f"if [ -d /etc/mdadm ]; then echo {quote(mdadmconf.CONF_PATHS[0])}; else echo {quote(mdadmconf.CONF_PATHS[1])}; fi"
+)
+_REFRESH_INITRAMFS = (
+    "if command -v update-initramfs >/dev/null 2>&1; then update-initramfs -u; "
+    "elif command -v dracut >/dev/null 2>&1; then dracut -f; fi"
+)
+_DAEMON_RELOAD = "if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi"
+
+
+class HostDisk:
+    """Disk operations on one host.
+
+    ``connect()`` returns a connected :class:`amslib.ssh.client.HostConnection`; it is called
+    for every command, so a pool that reconnects after a dropped connection (``SshPool.get``)
+    lets the undo of a failed command still reach the host.
+    """
+
+    def __init__(self, connect, name, *, device_timeout=120.0, slow_timeout=None):
+        self.connect = connect
+        self.name = name
+        self.device_timeout = device_timeout
+        self.slow_timeout = slow_timeout  # mkfs, initramfs (None: SSH_COMMAND_TIMEOUT)
+        self.verified_instance = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def sudo(self, argv, *, input=None, timeout=None, check=True):
+        line = argv if isinstance(argv, str) else join(argv)
+        return self.connect().sudo(line, input=input, timeout=timeout, check=check)
+
+    def run(self, argv, *, timeout=None, check=True):
+        line = argv if isinstance(argv, str) else join(argv)
+        return self.connect().run(line, timeout=timeout, check=check)
+
+    # -- identity ------------------------------------------------------------------------------
+    def instance_id(self):
+        """The instance id the host reports about itself, or None."""
+        text = self.run(_IDENTITY_SCRIPT, timeout=30).text.strip()
+        return text if INSTANCE_ID_RE.match(text) else None
+
+    def verify_instance(self, expected):
+        """Refuse (ConflictError) unless the host says it is instance ``expected``."""
+        if self.verified_instance == expected:
+            return
+        found = self.instance_id()
+        if found is None:
+            raise ConflictError(
+                f"cannot confirm that host {self.name} is instance {expected}: it shows no instance id "
+                f"(neither the DMI board asset tag nor the instance metadata service answered)"
+            )
+        if found != expected:
+            raise ConflictError(
+                f"host {self.name} is instance {found}, not {expected}: refusing to touch its disks",
+                hint="the hostname may point at another machine now; check 'ams host list' or run 'ams host discovery'",
+            )
+        self.verified_instance = expected
+
+    # -- devices -------------------------------------------------------------------------------
+    def wait_for_devices(self, candidates, timeout=None):
+        """{volume id: OS device} once every volume's device exists (RemoteCommandError on timeout)."""
+        timeout = self.device_timeout if timeout is None else timeout
+        script = devices.wait_for_devices_script(candidates, timeout)
+        result = self.run(script, timeout=timeout + 30, check=False)
+        if result.exit_status == 3:
+            raise RemoteCommandError(
+                f"host {self.name}: no device appeared within {timeout:g}s for "
+                f"{result.stderr_text.strip().removeprefix('missing:').strip() or 'some volumes'}",
+                command=result.command, exit_status=3, stderr=result.stderr,
+            )
+        result.check()
+        return devices.parse_wait_output(result.text)
+
+    def signature(self, device):
+        """The type of whatever the device holds (filesystem, RAID member, partition table), or None."""
+        result = self.sudo(["blkid", "-p", "-o", "export", device], check=False)
+        if result.exit_status == 2:
+            return None
+        result.check()
+        values = raid.parse_export(result.text)
+        return values.get("TYPE") or values.get("PTTYPE") or "unknown"
+
+    def require_empty(self, device, volume_id):
+        found = self.signature(device)
+        if found is not None:
+            raise ConflictError(
+                f"host {self.name}: {device} ({volume_id}) already holds {found}; refusing to overwrite it"
+            )
+
+    def filesystem(self, device):
+        """{'UUID':…, 'TYPE':…} of the filesystem on ``device`` ({} when none)."""
+        result = self.sudo(["blkid", "-o", "export", device], check=False)
+        if result.exit_status == 2:
+            return {}
+        result.check()
+        return raid.parse_export(result.text)
+
+    # -- md arrays -------------------------------------------------------------------------------
+    def create_array(self, device, name, level, chunk_kib, members):
+        self.sudo(raid.create_argv(device, name, level, chunk_kib, members))
+        return self.array_uuid(device)
+
+    def array_uuid(self, device):
+        values = raid.parse_export(self.sudo(raid.detail_argv(device)).text)
+        return raid.normalize_uuid(values["MD_UUID"])
+
+    def member_uuid(self, member):
+        """The array UUID in ``member``'s md superblock, or None when it has none."""
+        result = self.sudo(raid.examine_argv(member), check=False)
+        if not result.ok:
+            return None
+        uuid = raid.parse_export(result.text).get("MD_UUID")
+        return raid.normalize_uuid(uuid) if uuid else None
+
+    def active_arrays(self):
+        """{array UUID: md device} of the arrays assembled on the host (active or not)."""
+        text = self.sudo(["mdadm", "--detail", "--scan"], check=False).text
+        found = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "ARRAY":
+                for part in parts[2:]:
+                    if part.startswith("UUID="):
+                        found[raid.normalize_uuid(part[5:])] = parts[1]
+        return found
+
+    def assemble(self, device, uuid, members):
+        """Assemble the array ``uuid`` from ``members`` as ``device``; return the md device in use.
+
+        An array the OS already assembled (udev does it for arrays it knows) is accepted as it is.
+        """
+        active = self.active_arrays()
+        if uuid in active:
+            log.info("%s: array %s is already assembled as %s", self.name, uuid, active[uuid])
+            return active[uuid]
+        self.sudo(raid.assemble_argv(device, uuid, members))
+        return device
+
+    def stop_array(self, device):
+        result = self.sudo(raid.stop_argv(device), check=False)
+        if not result.ok and "No such file" not in result.stderr_text:
+            result.check()
+
+    # -- filesystems and mounts ----------------------------------------------------------------
+    def mkfs(self, argv):
+        self.sudo(argv, timeout=self.slow_timeout)
+
+    def mounts(self):
+        """{mount point: (source, fstype)} of the host's mount table."""
+        result = self.run(["findmnt", "-rn", "-o", "TARGET,SOURCE,FSTYPE"])
+        table = {}
+        for line in result.text.splitlines():
+            parts = line.split(" ")
+            if len(parts) >= 3:
+                target = parts[0].encode().decode("unicode_escape")
+                table[target] = (parts[1].encode().decode("unicode_escape"), parts[2])
+        return table
+
+    def is_mounted(self, mount_point):
+        return mount_point in self.mounts()
+
+    def mount(self, fs_uuid, mount_point, fs_type):
+        self.sudo(["mkdir", "-p", mount_point])
+        self.sudo(["mount", "-t", fs_type, f"UUID={fs_uuid}", mount_point])
+
+    def umount(self, mount_point):
+        self.sudo(["umount", mount_point])
+
+    # -- configuration files -------------------------------------------------------------------
+    def read_file(self, path):
+        return self.sudo(remote_files.read_file_command(path)).text
+
+    def replace_file(self, path, content, validate=None):
+        script = remote_files.atomic_replace_script(path, validate=validate)
+        self.sudo(script, input=content.encode("utf-8"))
+
+    def edit_file(self, path, transform, validate=None):
+        """Apply ``transform(text) -> text`` to the file; write only when it changed.  Returns changed."""
+        before = self.read_file(path)
+        after = transform(before)
+        if after == before:
+            return False
+        self.replace_file(path, after, validate)
+        return True
+
+    def set_fstab(self, fs_uuid, mount_point, fs_type):
+        changed = self.edit_file(
+            "/etc/fstab", lambda text: fstab.set_entry(text, fs_uuid, mount_point, fs_type), remote_files.FSTAB_VALIDATE
+        )
+        if changed:
+            self.sudo(_DAEMON_RELOAD)
+        return changed
+
+    def remove_fstab(self, *, fs_uuid=None, mount_point=None):
+        changed = self.edit_file(
+            "/etc/fstab",
+            lambda text: fstab.remove_entries(text, uuid=fs_uuid, mount_point=mount_point),
+            remote_files.FSTAB_VALIDATE,
+        )
+        if changed:
+            self.sudo(_DAEMON_RELOAD)
+        return changed
+
+    def mdadm_conf_path(self):
+        return self.run(_MDADM_CONF_PATH_SCRIPT).text.strip()
+
+    def set_mdadm_conf(self, device, uuid, name):
+        changed = self.edit_file(self.mdadm_conf_path(), lambda text: mdadmconf.set_array(text, device, uuid, name))
+        if changed:
+            self.refresh_initramfs()
+        return changed
+
+    def remove_mdadm_conf(self, uuid):
+        changed = self.edit_file(self.mdadm_conf_path(), lambda text: mdadmconf.remove_array(text, uuid=uuid))
+        if changed:
+            self.refresh_initramfs()
+        return changed
+
+    def refresh_initramfs(self):
+        self.sudo(_REFRESH_INITRAMFS, timeout=self.slow_timeout)
