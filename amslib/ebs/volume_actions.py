@@ -250,7 +250,7 @@ class CreateArray:
         return raid.array_device(self.name)
 
     def describe(self):
-        placeholders = [f"<member {i}>" for i in range(self.members)]
+        placeholders = [f"/dev/<member-{i}>" for i in range(self.members)]
         return f"host {self.hostname}: " + join(raid.create_argv(self.device, self.name, self.level, self.chunk_kib, placeholders))
 
     def run(self, ex):
@@ -275,8 +275,11 @@ class AssembleArray:
         return raid.array_device(self.array_name)
 
     def describe(self):
-        uuid = self.md_uuid or "<from the members' superblocks>"
-        return f"host {self.hostname}: " + join(raid.assemble_argv(self.device, uuid, ["<members in order>"])) + " (an array the OS assembled already is used as it is)"
+        if self.md_uuid:
+            command = join(raid.assemble_argv(self.device, self.md_uuid, ["/dev/<members-in-order>"]))
+        else:
+            command = f"mdadm --assemble {self.device} --uuid=<read from the members' superblocks> ..."
+        return f"host {self.hostname}: {command} (an array the OS assembled already is used as it is)"
 
     def run(self, ex):
         from ..core.errors import ConflictError
@@ -369,7 +372,7 @@ class Mkfs:
         )
 
     def describe(self):
-        return f"host {self.hostname}: " + join(self.argv("<block device>"))
+        return f"host {self.hostname}: " + join(self.argv("/dev/<group-device>"))
 
     def run(self, ex):
         device = ex.state["block_device"]
