@@ -94,6 +94,17 @@ def choose_api_devices(used, count):
     return free[:count]
 
 
+def check_device_arg(value, what="device"):
+    """``value`` if it can stand as a device argument of a command (not an option, no control
+    characters), else UsageError.  Paths are not required: dry runs show placeholders."""
+    if not isinstance(value, str) or not value or value.startswith("-") or any(
+            ord(c) < 32 or ord(c) == 127 for c in value):
+        raise UsageError(
+            f"invalid {what} {value!r}: it must not be empty, start with '-' or hold control characters"
+        )
+    return value
+
+
 def check_device_path(path, what="device path"):
     """``path`` if it is an absolute path without control characters, else UsageError."""
     if not isinstance(path, str) or not path.startswith("/") or any(ord(c) < 32 or ord(c) == 127 for c in path):
