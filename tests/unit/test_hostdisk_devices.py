@@ -362,3 +362,26 @@ def test_parse_wait_output(text, parsed):
 def test_parse_wait_output_rejects(text):
     with pytest.raises(RemoteCommandError, match="unexpected line in the device wait output"):
         d.parse_wait_output(text)
+
+
+# -- device arguments ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["/dev/nvme1n1", "/dev/md/ams-vg1", "<member 0>", "/dev/a b"])
+def test_check_device_arg(value):
+    assert d.check_device_arg(value) == value
+
+
+@pytest.mark.parametrize("value", ["", None, 3, "-f", "--scan", "/dev/x\n", "/dev/x\x7f", b"/dev/x"])
+def test_check_device_arg_rejects(value):
+    with pytest.raises(UsageError, match="must not be empty, start with '-' or hold control characters"):
+        d.check_device_arg(value)
+
+
+@pytest.mark.parametrize("value, ok", [("/dev/xvdf", True), ("/tmp/a b", True), ("dev/xvdf", False),
+                                       ("<member 0>", False), ("", False), ("/dev/x\t", False), (None, False)])
+def test_check_device_path(value, ok):
+    if ok:
+        assert d.check_device_path(value) == value
+    else:
+        with pytest.raises(UsageError, match="expected an absolute path"):
+            d.check_device_path(value)
