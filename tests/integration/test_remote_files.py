@@ -6,6 +6,7 @@ never reaches this machine's /etc.
 """
 
 import hashlib
+import os
 import threading
 
 import pytest
