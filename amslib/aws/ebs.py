@@ -1,0 +1,356 @@
+"""EBS volumes through the EC2 API: create, wait, attach, detach, delete, describe.
+
+The only module that calls EC2 for volumes.  One client per region (``AwsClients.ec2``) is
+shared by a bounded thread pool.  Throttling and transient errors are retried inside each call
+by botocore's configured retry mode (``amslib.aws.clients``); nothing here sleeps or polls.
+
+Batches (create, attach, detach, delete) run their calls in parallel.  When some fail,
+:class:`BatchError` carries what succeeded so that the caller can undo it or record it.
+create and attach stop starting new calls after the first failure (the caller undoes anyway);
+detach and delete try every volume (they are how the caller undoes).  Ctrl-C stops starting
+calls, waits for the running ones and raises BatchError with ``interrupted`` set (exit 130).
+
+Waits are botocore waiters on DescribeVolumes built from :data:`WAITERS` (Delay
+``waiter_delay``, default 1 s; MaxAttempts from the timeout):
+
+- ``VolumesAvailable`` (after CreateVolume): every volume "available"; fails at once on
+  "error", "deleting" or "deleted"; InvalidVolume.NotFound is retried, as EC2 is eventually
+  consistent right after a create.
+- ``VolumesAttached``: every volume has an attachment in state "attached"; fails as above.
+- ``VolumesDetached``: every volume "available" again; an unknown volume fails at once.
+"""
+
+import concurrent.futures
+import logging
+import math
+import re
+import threading
+
+from ..core.errors import AmsError, AwsError, Interrupted, NotFoundError, UsageError
+from .clients import NOT_FOUND_CODES, aws_errors
+
+log = logging.getLogger("ams.aws.ebs")
+
+WAITER_DELAY = 1.0
+DEFAULT_TIMEOUT = 300
+FILTER_CHUNK = 200  # values per DescribeVolumes filter
+PAGE_SIZE = 500  # DescribeVolumes MaxResults: the largest page AWS allows
+CLIENT_TOKEN_RE = re.compile(r"[\x21-\x7e]{1,64}")  # EC2: at most 64 printable ASCII characters
+
+_FAILED_STATES = ("error", "deleting", "deleted")
+_FAIL_ON_STATES = [
+    {"matcher": "pathAny", "argument": "Volumes[].State", "expected": state, "state": "failure"}
+    for state in _FAILED_STATES
+]
+# true when there are volumes and none of them lacks an attachment in state "attached"
+ATTACHED_EXPRESSION = "length(Volumes) > `0` && length(Volumes[?!(Attachments[?State == 'attached'])]) == `0`"
+
+WAITERS = {
+    "version": 2,
+    "waiters": {
+        "VolumesAvailable": {
+            "operation": "DescribeVolumes",
+            "delay": WAITER_DELAY,
+            "maxAttempts": DEFAULT_TIMEOUT,
+            "acceptors": [
+                {"matcher": "pathAll", "argument": "Volumes[].State", "expected": "available", "state": "success"},
+                *_FAIL_ON_STATES,
+                {"matcher": "error", "expected": "InvalidVolume.NotFound", "state": "retry"},
+            ],
+        },
+        "VolumesAttached": {
+            "operation": "DescribeVolumes",
+            "delay": WAITER_DELAY,
+            "maxAttempts": DEFAULT_TIMEOUT,
+            "acceptors": [
+                {"matcher": "path", "argument": ATTACHED_EXPRESSION, "expected": True, "state": "success"},
+                *_FAIL_ON_STATES,
+            ],
+        },
+        "VolumesDetached": {
+            "operation": "DescribeVolumes",
+            "delay": WAITER_DELAY,
+            "maxAttempts": DEFAULT_TIMEOUT,
+            "acceptors": [
+                {"matcher": "pathAll", "argument": "Volumes[].State", "expected": "available", "state": "success"},
+                *_FAIL_ON_STATES,
+            ],
+        },
+    },
+}
+
+
+class _NotStarted(Exception):
+    """A batch call skipped because an earlier one failed or Ctrl-C was pressed."""
+
+
+class BatchError(AwsError):
+    """Some calls of a batch failed (or Ctrl-C stopped it).
+
+    ``done``: {request index: volume id} of the calls that succeeded; ``failed``: {request index:
+    AmsError}; ``skipped``: indexes never started; ``total``: number of requests; ``action``: the
+    EC2 action; ``interrupted``: True after Ctrl-C (exit code 130 then).  The message is the
+    first failure's (lowest index) and the counts."""
+
+    def __init__(self, action, total, done, failed, skipped=(), interrupted=False):
+        self.action = action
+        self.total = total
+        self.done = dict(sorted(done.items()))
+        self.failed = dict(sorted(failed.items()))
+        self.skipped = sorted(skipped)
+        self.interrupted = interrupted
+        counts = f"{len(self.done)} of {total} {action} call(s) succeeded"
+        if self.skipped:
+            counts += f", {len(self.skipped)} not started"
+        if self.failed and not interrupted:
+            message = f"{next(iter(self.failed.values()))} ({counts})"
+        else:
+            message = f"interrupted: {counts}" if interrupted else f"{action}: {counts}"
+        super().__init__(message)
+        if interrupted:
+            self.exit_code = Interrupted.exit_code
+
+
+def waiter_attempts(timeout, delay):
+    """MaxAttempts for a waiter that polls every ``delay`` seconds for ``timeout`` seconds."""
+    if timeout <= 0 or delay <= 0:
+        raise ValueError("timeout and delay must be positive")
+    return max(1, math.ceil(timeout / delay)) + 1
+
+
+def _tag_list(tags):
+    return [{"Key": str(key), "Value": str(value)} for key, value in tags.items()]
+
+
+def _volume_state(volume):
+    """A volume's state for a message: "creating", "in-use (attaching to i-1)", ..."""
+    state = volume.get("State", "unknown")
+    attachments = [f"{a.get('State')} to {a.get('InstanceId')}" for a in volume.get("Attachments") or []]
+    return f"{state} ({', '.join(attachments)})" if attachments else state
+
+
+def _chunks(items, size):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class Ebs:
+    """EBS volume calls in one region."""
+
+    def __init__(self, aws_clients, region, *, max_workers=8, progress=None, waiter_delay=WAITER_DELAY):
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.aws = aws_clients
+        self.region = region
+        self.max_workers = max_workers
+        self.progress = progress
+        self.waiter_delay = waiter_delay
+        self._ec2 = None
+
+    @property
+    def ec2(self):
+        if self._ec2 is None:
+            self._ec2 = self.aws.ec2(self.region)
+        return self._ec2
+
+    def _say(self, message):
+        if self.progress:
+            self.progress(message)
+
+    # -- batches ---------------------------------------------------------------------------
+    def _batch(self, action, items, call, stop_on_error, done_message):
+        """``call(ec2, index, item)`` for every item in the pool; the results in item order.
+
+        Raises BatchError when a call fails (or on Ctrl-C), after every started call ended."""
+        items = list(items)
+        if not items:
+            return []
+        ec2 = self.ec2  # created here, not racing in the workers
+        stop = threading.Event()  # set: calls not yet started are skipped
+
+        def run(index, item):
+            if stop.is_set():
+                raise _NotStarted()
+            try:
+                return call(ec2, index, item)
+            except BaseException:
+                if stop_on_error:
+                    stop.set()
+                raise
+
+        log.debug("%s: %d call(s) in %s", action, len(items), self.region)
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(self.max_workers, len(items)), thread_name_prefix=f"ams-{action}"
+        )
+        futures = {pool.submit(run, index, item): index for index, item in enumerate(items)}
+        interrupted = False
+        finished = 0
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                if future.cancelled() or future.exception() is not None:
+                    continue
+                finished += 1
+                self._say(f"{done_message(items[futures[future]], future.result())} ({finished}/{len(items)})")
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            concurrent.futures.wait(futures)  # what the running calls create must be known
+        finally:
+            pool.shutdown(wait=True)
+        done, failed, skipped = {}, {}, []
+        for future, index in futures.items():
+            err = None if future.cancelled() else future.exception()
+            if future.cancelled() or isinstance(err, _NotStarted):
+                skipped.append(index)
+            elif err is not None:
+                failed[index] = err if isinstance(err, AmsError) else AwsError(
+                    f"{action} #{index + 1} failed: {err.__class__.__name__}: {err}")
+            else:
+                done[index] = future.result()
+        if failed or interrupted or skipped:
+            error = BatchError(action, len(items), done, failed, skipped, interrupted)
+            log.info("%s: %s", action, error)
+            raise error
+        return [done[index] for index in range(len(items))]
+
+    def create_volumes(self, requests):
+        """Create one volume per request ({spec, zone, tags, token}); ids in request order.
+
+        ``spec`` is a VolumeSpec, ``tags`` a dict (volume tags at creation), ``token`` the
+        ClientToken (the same token and parameters give the same volume back, so botocore's
+        retries and a re-run after a crash do not create twice)."""
+        requests = list(requests)
+        for request in requests:
+            token = request.get("token")
+            if token is not None and not CLIENT_TOKEN_RE.fullmatch(str(token)):
+                raise UsageError(f"invalid client token {token!r}: at most 64 printable ASCII characters")
+        return self._batch("CreateVolume", requests, self._create_one, stop_on_error=True,
+                           done_message=lambda request, volume_id: f"created {volume_id} in {request['zone']}")
+
+    @staticmethod
+    def _create_one(ec2, index, request):
+        zone = request["zone"]
+        kwargs = dict(request["spec"].create_params(), AvailabilityZone=zone)
+        if request.get("tags"):
+            kwargs["TagSpecifications"] = [{"ResourceType": "volume", "Tags": _tag_list(request["tags"])}]
+        if request.get("token") is not None:
+            kwargs["ClientToken"] = str(request["token"])
+        with aws_errors(f"CreateVolume #{index + 1} in {zone}"):
+            return ec2.create_volume(**kwargs)["VolumeId"]
+
+    def attach(self, pairs):
+        """Attach each (volume_id, instance_id, device); the volume ids in order."""
+        return self._batch("AttachVolume", pairs, self._attach_one, stop_on_error=True,
+                           done_message=lambda pair, _: f"attaching {pair[0]} to {pair[1]} as {pair[2]}")
+
+    @staticmethod
+    def _attach_one(ec2, _index, pair):
+        volume_id, instance_id, device = pair
+        with aws_errors(f"AttachVolume {volume_id} to {instance_id} as {device}"):
+            ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
+        return volume_id
+
+    def detach(self, volume_ids, instance_id, force=False):
+        """Detach every volume from ``instance_id`` (all are tried); the volume ids in order."""
+
+        def one(ec2, _index, volume_id):
+            with aws_errors(f"DetachVolume {volume_id} from {instance_id}"):
+                ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id, Force=bool(force))
+            return volume_id
+
+        return self._batch("DetachVolume", volume_ids, one, stop_on_error=False,
+                           done_message=lambda volume_id, _: f"detaching {volume_id} from {instance_id}")
+
+    def delete(self, volume_ids):
+        """Delete every volume (all are tried; one already gone counts as deleted)."""
+        return self._batch("DeleteVolume", volume_ids, self._delete_one, stop_on_error=False,
+                           done_message=lambda volume_id, _: f"deleted {volume_id}")
+
+    @staticmethod
+    def _delete_one(ec2, _index, volume_id):
+        try:
+            with aws_errors(f"DeleteVolume {volume_id}"):
+                ec2.delete_volume(VolumeId=volume_id)
+        except NotFoundError:
+            log.info("DeleteVolume %s: already gone", volume_id)
+        return volume_id
+
+    # -- waits -----------------------------------------------------------------------------
+    def wait_available(self, volume_ids, timeout=DEFAULT_TIMEOUT):
+        """Wait until every volume is "available" (after CreateVolume)."""
+        self._wait("VolumesAvailable", volume_ids, timeout, "become available")
+
+    def wait_attached(self, volume_ids, timeout=DEFAULT_TIMEOUT):
+        """Wait until every volume has an attachment in state "attached"."""
+        self._wait("VolumesAttached", volume_ids, timeout, "be attached")
+
+    def wait_detached(self, volume_ids, timeout=DEFAULT_TIMEOUT):
+        """Wait until every volume is "available" again (detached)."""
+        self._wait("VolumesDetached", volume_ids, timeout, "be detached")
+
+    def waiter(self, name):
+        """The botocore waiter ``name`` of :data:`WAITERS` on this region's client."""
+        from botocore.waiter import WaiterModel, create_waiter_with_client
+
+        return create_waiter_with_client(name, WaiterModel(WAITERS), self.ec2)
+
+    def _wait(self, name, volume_ids, timeout, goal):
+        from botocore.exceptions import WaiterError
+
+        volume_ids = list(dict.fromkeys(volume_ids))
+        if not volume_ids:
+            return
+        what = f"{len(volume_ids)} volume(s) to {goal}"
+        config = {"Delay": self.waiter_delay, "MaxAttempts": waiter_attempts(timeout, self.waiter_delay)}
+        self._say(f"waiting for {what}")
+        with aws_errors(f"waiting for {what}"):
+            try:
+                self.waiter(name).wait(VolumeIds=volume_ids, WaiterConfig=config)
+            except WaiterError as exc:
+                raise self._wait_error(exc, what, timeout) from None
+
+    @staticmethod
+    def _wait_error(exc, what, timeout):
+        response = exc.last_response or {}
+        error = response.get("Error")
+        if error:
+            code = error.get("Code", "Unknown")
+            cls = NotFoundError if code in NOT_FOUND_CODES else AwsError
+            return cls(f"waiting for {what} failed: {code}: {error.get('Message', '')}".rstrip(": "))
+        volumes = response.get("Volumes") or []
+        broken = [v for v in volumes if v.get("State") in _FAILED_STATES]
+        if broken:
+            listed = ", ".join(f"{v['VolumeId']} is {v['State']}" for v in broken)
+            return AwsError(f"waiting for {what} failed: {listed}")
+        listed = ", ".join(f"{v['VolumeId']} is {_volume_state(v)}" for v in volumes)
+        return AwsError(f"timed out after {timeout:g} s waiting for {what}: {listed}")
+
+    # -- descriptions ----------------------------------------------------------------------
+    def describe(self, volume_ids):
+        """{volume id: DescribeVolumes item} of the volumes that exist (unknown ids are absent)."""
+        volume_ids = list(dict.fromkeys(volume_ids))
+        found = {}
+        if not volume_ids:
+            return found
+        paginator = self.ec2.get_paginator("describe_volumes")
+        with aws_errors(f"DescribeVolumes in {self.region}"):
+            for chunk in _chunks(volume_ids, FILTER_CHUNK):
+                pages = paginator.paginate(
+                    Filters=[{"Name": "volume-id", "Values": chunk}],
+                    PaginationConfig={"PageSize": PAGE_SIZE},
+                )
+                for page in pages:
+                    for volume in page.get("Volumes", []):
+                        found[volume["VolumeId"]] = volume
+        return found
+
+    def instance(self, instance_id):
+        """The DescribeInstances item of ``instance_id`` (State, Placement, BlockDeviceMappings,
+        ...); NotFoundError when EC2 does not know it."""
+        with aws_errors(f"DescribeInstances {instance_id} in {self.region}"):
+            answer = self.ec2.describe_instances(InstanceIds=[instance_id])
+        for reservation in answer.get("Reservations", []):
+            for item in reservation.get("Instances", []):
+                if item.get("InstanceId") == instance_id:
+                    return item
+        raise NotFoundError(f"instance {instance_id!r} not found in {self.region}")
