@@ -218,7 +218,8 @@ class WaitDevices:
 
     @staticmethod
     def _stable(volume_id, found, candidates):
-        return candidates[0] if found and candidates else found
+        """The NVMe by-id link when the volume showed up as NVMe (its name survives reboots), else the device."""
+        return candidates[0] if found.startswith("/dev/nvme") else found
 
 
 @dataclass

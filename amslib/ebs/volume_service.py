@@ -180,13 +180,15 @@ def create(ctx, *, host, instance, count, size, raid_level, chunk, fs_type, moun
         mount_point=mount_point, automount=automount and mount_point is not None, tags=user_tags,
         device_names=tuple(device_names),
     )
-    if dry_run:
-        plan = volume_plans.plan_create(request, "NEW", _create_requests(request, "NEW"))
+    if dry_run:  # names shown with the id the group would get if nobody creates one meanwhile
+        with engine.connect() as conn:
+            next_id = store.next_group_id(conn)
+        plan = volume_plans.plan_create(request, next_id, _create_requests(request, next_id))
         return {"dry_run": True, "plan": describe_plan(plan), "volume_group_id": None}
     now = utcnow()
     with engine.begin() as conn:
         group_id = store.insert_group(conn, {
-            "raid_level": level, "stripe_block_size": chunk if level is not None else None, "fs_type": fs_type,
+            "raid_level": level, "stripe_block_size": chunk if level not in (None, 1) else None, "fs_type": fs_type,
             "region": target.region, "availability_zone": target.zone, "state": "creating",
             "tags": _json(user_tags), "created_at": now,
         })
@@ -211,10 +213,11 @@ def create(ctx, *, host, instance, count, size, raid_level, chunk, fs_type, moun
 
 def _create_requests(request, group_id):
     token = secrets.token_hex(8)
+    stripe = request.chunk_kib if request.raid_level not in (None, 1) else None
     out = []
     for index in range(request.count):
         tags = dict(request.tags)
-        tags.update(params.group_tags(group_id, request.raid_level, index, request.chunk_kib, request.fs_type))
+        tags.update(params.group_tags(group_id, request.raid_level, index, stripe, request.fs_type))
         out.append({"spec": request.spec, "zone": request.target.zone, "tags": tags,
                     "token": f"ams-{token}-{group_id}-{index}"})
     return out

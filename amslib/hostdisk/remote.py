@@ -12,6 +12,7 @@ import re
 from ..core.errors import ConflictError, RemoteCommandError
 from ..ssh.quoting import join, quote
 from . import devices, fstab, mdadmconf, raid, remote_files
+from .mountpoint import check_mount_point
 
 log = logging.getLogger("ams.hostdisk")
 
@@ -38,6 +39,15 @@ _REFRESH_INITRAMFS = (
     "elif command -v dracut >/dev/null 2>&1; then dracut -f; fi"
 )
 _DAEMON_RELOAD = "if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi"
+
+
+EDIT_ATTEMPTS = 3
+
+
+def _sha256(text):
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class HostDisk:
@@ -191,6 +201,9 @@ class HostDisk:
         return mount_point in self.mounts()
 
     def mount(self, fs_uuid, mount_point, fs_type):
+        resolved = self.run(["realpath", "-m", mount_point]).text.strip()
+        if resolved != mount_point:  # a symlink on the way (/var/run -> /run) must not lead somewhere refused
+            check_mount_point(resolved)
         self.sudo(["mkdir", "-p", mount_point])
         self.sudo(["mount", "-t", fs_type, f"UUID={fs_uuid}", mount_point])
 
@@ -199,20 +212,34 @@ class HostDisk:
 
     # -- configuration files -------------------------------------------------------------------
     def read_file(self, path):
-        return self.sudo(remote_files.read_file_command(path)).text
+        """The file's text (undecodable bytes kept as surrogates, so they are written back unchanged)."""
+        return self.sudo(remote_files.read_file_command(path)).stdout.decode("utf-8", "surrogateescape")
 
-    def replace_file(self, path, content, validate=None):
-        script = remote_files.atomic_replace_script(path, validate=validate)
-        self.sudo(script, input=content.encode("utf-8"))
+    def replace_file(self, path, content, validate=None, expect=None):
+        """Replace the file atomically (temp file, validated, backup kept, rename).
+
+        ``expect``: the text read before editing; the host refuses (exit 4) when the file changed since.
+        """
+        expect_sha256 = _sha256(expect) if expect is not None else None
+        script = remote_files.atomic_replace_script(path, validate=validate, expect_sha256=expect_sha256)
+        return self.sudo(script, input=content.encode("utf-8", "surrogateescape"), check=False)
 
     def edit_file(self, path, transform, validate=None):
-        """Apply ``transform(text) -> text`` to the file; write only when it changed.  Returns changed."""
-        before = self.read_file(path)
-        after = transform(before)
-        if after == before:
-            return False
-        self.replace_file(path, after, validate)
-        return True
+        """Apply ``transform(text) -> text`` to the file; write only when it changed.  Returns changed.
+
+        A concurrent edit of the same file (another ams on the same host) is detected and the edit
+        is made again on the new content.
+        """
+        for _ in range(EDIT_ATTEMPTS):
+            before = self.read_file(path)
+            after = transform(before)
+            if after == before:
+                return False
+            result = self.replace_file(path, after, validate, expect=before)
+            if result.exit_status != remote_files.EXIT_CHANGED:
+                result.check()
+                return True
+        raise ConflictError(f"host {self.name}: {path} kept changing while ams edited it; try again")
 
     def set_fstab(self, fs_uuid, mount_point, fs_type):
         changed = self.edit_file(

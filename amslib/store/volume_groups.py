@@ -18,6 +18,11 @@ def insert_group(conn, values):
     return result.inserted_primary_key[0]
 
 
+def next_group_id(conn):
+    """The id the next group would probably get (for --dry-run output only)."""
+    return (conn.execute(select(func.max(volume_groups.c.id))).scalar() or 0) + 1
+
+
 def update_group(conn, group_id, values):
     conn.execute(update(volume_groups).where(volume_groups.c.id == group_id).values(**values))
 
