@@ -11,7 +11,8 @@ class Context:
     def __init__(self, args, settings=None, output=None):
         self.args = args
         self._settings = settings
-        self.out = output or Output(getattr(args, "output", "table"), getattr(args, "quiet", False))
+        self.out = output or Output(getattr(args, "output", "table"), getattr(args, "quiet", False),
+                                    verbose=getattr(args, "verbose", 0))
         self._engine = None
         self._aws = None
         self._ssh = None

@@ -28,9 +28,10 @@ def _cell(value):
 class Output:
     """Formats results for the chosen ``--output`` and verbosity."""
 
-    def __init__(self, fmt="table", quiet=False, stdout=None, stderr=None):
+    def __init__(self, fmt="table", quiet=False, stdout=None, stderr=None, verbose=0):
         self.fmt = fmt
         self.quiet = quiet
+        self.verbose = verbose
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
 
@@ -41,6 +42,11 @@ class Output:
     def progress(self, message):
         """A line about work in progress (stderr; hidden by --quiet)."""
         if not self.quiet:
+            print(message, file=self.stderr, flush=True)
+
+    def step(self, message):
+        """A step of a long command (stderr, only with -v): what runs now, for people watching."""
+        if self.verbose and not self.quiet:
             print(message, file=self.stderr, flush=True)
 
     def warning(self, message):

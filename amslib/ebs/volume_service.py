@@ -96,7 +96,7 @@ def _target_of(attachment):
 def _ebs(ctx, region):
     from ..aws.ebs import Ebs
 
-    return Ebs(ctx.aws, region, progress=ctx.out.progress)
+    return Ebs(ctx.aws, region, progress=ctx.out.step)
 
 
 def _host(ctx, hostname):
@@ -193,7 +193,7 @@ def create(ctx, *, host, instance, count, size, raid_level, chunk, fs_type, moun
             "tags": _json(user_tags), "created_at": now,
         })
     plan = volume_plans.plan_create(request, group_id, _create_requests(request, group_id))
-    ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.progress)
+    ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.step)
     try:
         run_plan(plan, ex, keep_on_failure=keep_on_failure,
                  leftover_hint=f"volume group {group_id} is recorded as failed; remove it with 'ams volume detach volume {group_id}' and 'ams volume delete {group_id}'")
@@ -265,7 +265,7 @@ def attach(ctx, *, group_id, host, instance, mount_point, automount, keep_on_fai
     if mount_point:
         _check_not_mounted(hostdisk, target, mount_point)
     plan = volume_plans.plan_attach(group, members, target, device_names, mount_point, automount and mount_point is not None)
-    ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.progress,
+    ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.step,
                    state={"volume_ids": [m["volume_id"] for m in members], "fs_uuid": group["fs_uuid"]})
     result = _finish(ctx, plan, ex, dry_run, keep_on_failure=keep_on_failure)
     result.update(volume_group_id=group_id, instance_id=target.instance_id, mount_point=mount_point,
@@ -299,7 +299,7 @@ def detach(ctx, *, group_id=None, host=None, instance=None, mount_point=None, un
             "unmount it first or pass -u"
         )
     plan = volume_plans.plan_detach(group, members, attachment, mounted=mounted, unmount=unmount, force=force)
-    ex = Execution(engine=engine, ec2=_ebs(ctx, target.region), host=hostdisk, progress=ctx.out.progress)
+    ex = Execution(engine=engine, ec2=_ebs(ctx, target.region), host=hostdisk, progress=ctx.out.step)
     result = _finish(ctx, plan, ex, dry_run)
     result.update(volume_group_id=group_id, instance_id=target.instance_id)
     return result
@@ -325,7 +325,7 @@ def mount(ctx, *, group_id, mount_point, automount, dry_run):
         if array_active:  # udev may have assembled it under another name
             attachment = dict(attachment, block_device=active[group["md_uuid"]])
     plan = volume_plans.plan_mount(group, members, attachment, mount_point, automount, array_active=array_active)
-    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.progress, state={"fs_uuid": group["fs_uuid"]})
+    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.step, state={"fs_uuid": group["fs_uuid"]})
     result = _finish(ctx, plan, ex, dry_run)
     result.update(volume_group_id=group_id, mount_point=mount_point)
     return result
@@ -342,7 +342,7 @@ def unmount(ctx, *, group_id, dry_run):
     if not hostdisk.is_mounted(attachment["mount_point"]):
         raise ConflictError(f"volume group {group_id} is not mounted at {attachment['mount_point']} on {attachment['hostname']}")
     plan = volume_plans.plan_unmount(group, attachment)
-    ex = Execution(engine=ctx.engine(), host=hostdisk, progress=ctx.out.progress)
+    ex = Execution(engine=ctx.engine(), host=hostdisk, progress=ctx.out.step)
     result = _finish(ctx, plan, ex, dry_run)
     result.update(volume_group_id=group_id, mount_point=attachment["mount_point"])
     return result
@@ -361,7 +361,7 @@ def automount(ctx, *, group_id, mount_point, remove, dry_run):
         raise ConflictError(f"volume group {group_id} has no filesystem recorded; mount it once with 'ams volume mount'")
     hostdisk = _host(ctx, attachment["hostname"])
     plan = volume_plans.plan_automount(group, attachment, mount_point, remove)
-    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.progress)
+    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.step)
     result = _finish(ctx, plan, ex, dry_run)
     result.update(volume_group_id=group_id, mount_point=mount_point, automount=not remove)
     return result
@@ -388,7 +388,7 @@ def delete(ctx, *, group_id, dry_run):
                 + (f" (attached to {attached})" if attached else "") + "; refusing to delete"
             )
     plan = volume_plans.plan_delete(group, members)
-    ex = Execution(engine=engine, ec2=ebs, progress=ctx.out.progress)
+    ex = Execution(engine=engine, ec2=ebs, progress=ctx.out.step)
     result = _finish(ctx, plan, ex, dry_run)
     result.update(volume_group_id=group_id, volume_ids=[m["volume_id"] for m in members])
     return result
