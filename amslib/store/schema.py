@@ -78,6 +78,8 @@ volume_groups = Table(
     Column("array_name", String(64), nullable=True),  # md name: /dev/md/<array_name>
     Column("md_uuid", String(64), nullable=True),  # mdadm's array UUID (RAID only)
     Column("fs_uuid", String(64), nullable=True),  # the filesystem UUID (fstab uses it)
+    # the snapshot group this group was cloned from (no foreign key: it may be deleted first)
+    Column("cloned_from_id", Integer, nullable=True),
     Index("ix_volume_groups_zone", "availability_zone"),
     Index("ix_volume_groups_deleted_at", "deleted_at"),
 )
@@ -154,7 +156,24 @@ snapshot_groups = Table(
     Column("retention_kind", String(8), nullable=True),  # hourly|daily|weekly|monthly|yearly
     Column("created_at", UtcDateTime(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=True),
+    # pending | completed | error | failed | deleted
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("expires_at", UtcDateTime(), nullable=True),  # None: kept until deleted by hand
+    # the volume group's layout when the snapshot was taken: enough to restore without it
+    Column("raid_level", Integer, nullable=True),
+    Column("stripe_block_size", Integer, nullable=True),
+    Column("fs_type", String(16), nullable=True),
+    Column("array_name", String(64), nullable=True),
+    Column("md_uuid", String(64), nullable=True),
+    Column("fs_uuid", String(64), nullable=True),
+    Column("member_count", Integer, nullable=False, server_default="0"),
+    Column("source_instance_id", Ec2Id(), nullable=True),
+    Column("source_hostname", String(255), nullable=True),
+    Column("source_mount_point", String(255), nullable=True),
+    Column("tags", Text, nullable=True),
     Index("ix_snapshot_groups_volume_group", "volume_group_id", "created_at"),
+    Index("ix_snapshot_groups_expires_at", "expires_at"),
+    Index("ix_snapshot_groups_source", "source_hostname", "source_mount_point"),
 )
 
 snapshots = Table(
@@ -169,6 +188,14 @@ snapshots = Table(
     Column("expires_at", UtcDateTime(), nullable=True),  # None: kept until deleted by hand
     Column("created_at", UtcDateTime(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=True),
+    Column("state", String(16), nullable=False, server_default="pending"),  # EC2's snapshot state
+    Column("progress", Integer, nullable=True),  # percent, while pending
+    # the source volume's settings, for a clone that keeps them
+    Column("volume_type", String(16), nullable=True),
+    Column("iops", Integer, nullable=True),
+    Column("throughput", Integer, nullable=True),
+    Column("encrypted", Boolean, nullable=False, server_default="0"),
+    Column("source_snapshot_id", Ec2Id(), nullable=True),  # for a copy: the snapshot it was copied from
     Index("ix_snapshots_snapshot_group_id", "snapshot_group_id"),
     Index("ix_snapshots_expires_at", "expires_at"),
 )
