@@ -4,9 +4,10 @@ The only module that calls EC2 for volumes.  One client per region (``AwsClients
 shared by a bounded thread pool.  Throttling and transient errors are retried inside each call
 by botocore's configured retry mode (``amslib.aws.clients``); nothing here sleeps or polls.
 
-Batches (create, attach, detach, delete) run their calls in parallel.  When some fail,
-:class:`BatchError` carries what succeeded so that the caller can undo it or record it.
-create and attach stop starting new calls after the first failure (the caller undoes anyway);
+Batches (create, attach, detach, delete) run their calls in parallel (``run_batch``, shared
+with ``amslib.aws.snapshots``).  When some fail, :class:`BatchError` carries what succeeded so
+that the caller can undo it or record it.  A volume may be created from a snapshot (request key
+``snapshot_id``; the spec's size None then means the snapshot's size).  create and attach stop starting new calls after the first failure (the caller undoes anyway);
 detach and delete try every volume (they are how the caller undoes).  Ctrl-C stops starting
 calls, waits for the running ones and raises BatchError with ``interrupted`` set (exit 130).
 
@@ -134,6 +135,64 @@ def _chunks(items, size):
         yield items[start:start + size]
 
 
+def run_batch(ec2, region, action, items, call, *, max_workers, say, stop_on_error, done_message):
+    """``call(ec2, index, item)`` for every item in a pool of ``max_workers`` threads; the
+    results in item order.  ``say(text)`` (or None) gets ``done_message(item, result)`` and the
+    count after each success.
+
+    Raises BatchError when a call fails (or on Ctrl-C), after every started call ended."""
+    items = list(items)
+    if not items:
+        return []
+    stop = threading.Event()  # set: calls not yet started are skipped
+
+    def run(index, item):
+        if stop.is_set():
+            raise _NotStarted()
+        try:
+            return call(ec2, index, item)
+        except BaseException:
+            if stop_on_error:
+                stop.set()
+            raise
+
+    log.debug("%s: %d call(s) in %s", action, len(items), region)
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(max_workers, len(items)), thread_name_prefix=f"ams-{action}"
+    )
+    futures = {pool.submit(run, index, item): index for index, item in enumerate(items)}
+    interrupted = False
+    finished = 0
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            if future.cancelled() or future.exception() is not None:
+                continue
+            finished += 1
+            if say is not None:
+                say(f"{done_message(items[futures[future]], future.result())} ({finished}/{len(items)})")
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+        concurrent.futures.wait(futures)  # what the running calls create must be known
+    finally:
+        pool.shutdown(wait=True)
+    done, failed, skipped = {}, {}, []
+    for future, index in futures.items():
+        err = None if future.cancelled() else future.exception()
+        if future.cancelled() or isinstance(err, _NotStarted):
+            skipped.append(index)
+        elif err is not None:
+            failed[index] = err if isinstance(err, AmsError) else AwsError(
+                f"{action} #{index + 1} failed: {err.__class__.__name__}: {err}")
+        else:
+            done[index] = future.result()
+    if failed or interrupted or skipped:
+        error = BatchError(action, len(items), done, failed, skipped, interrupted)
+        log.info("%s: %s", action, error)
+        raise error
+    return [done[index] for index in range(len(items))]
+
+
 class Ebs:
     """EBS volume calls in one region."""
 
@@ -159,78 +218,44 @@ class Ebs:
 
     # -- batches ---------------------------------------------------------------------------
     def _batch(self, action, items, call, stop_on_error, done_message):
-        """``call(ec2, index, item)`` for every item in the pool; the results in item order.
-
-        Raises BatchError when a call fails (or on Ctrl-C), after every started call ended."""
         items = list(items)
         if not items:
             return []
-        ec2 = self.ec2  # created here, not racing in the workers
-        stop = threading.Event()  # set: calls not yet started are skipped
-
-        def run(index, item):
-            if stop.is_set():
-                raise _NotStarted()
-            try:
-                return call(ec2, index, item)
-            except BaseException:
-                if stop_on_error:
-                    stop.set()
-                raise
-
-        log.debug("%s: %d call(s) in %s", action, len(items), self.region)
-        pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(self.max_workers, len(items)), thread_name_prefix=f"ams-{action}"
-        )
-        futures = {pool.submit(run, index, item): index for index, item in enumerate(items)}
-        interrupted = False
-        finished = 0
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                if future.cancelled() or future.exception() is not None:
-                    continue
-                finished += 1
-                self._say(f"{done_message(items[futures[future]], future.result())} ({finished}/{len(items)})")
-        except KeyboardInterrupt:
-            interrupted = True
-            stop.set()
-            concurrent.futures.wait(futures)  # what the running calls create must be known
-        finally:
-            pool.shutdown(wait=True)
-        done, failed, skipped = {}, {}, []
-        for future, index in futures.items():
-            err = None if future.cancelled() else future.exception()
-            if future.cancelled() or isinstance(err, _NotStarted):
-                skipped.append(index)
-            elif err is not None:
-                failed[index] = err if isinstance(err, AmsError) else AwsError(
-                    f"{action} #{index + 1} failed: {err.__class__.__name__}: {err}")
-            else:
-                done[index] = future.result()
-        if failed or interrupted or skipped:
-            error = BatchError(action, len(items), done, failed, skipped, interrupted)
-            log.info("%s: %s", action, error)
-            raise error
-        return [done[index] for index in range(len(items))]
+        return run_batch(self.ec2, self.region, action, items, call, max_workers=self.max_workers,
+                         say=self._say, stop_on_error=stop_on_error, done_message=done_message)
 
     def create_volumes(self, requests):
-        """Create one volume per request ({spec, zone, tags, token}); ids in request order.
+        """Create one volume per request ({spec, zone, tags, token[, snapshot_id]}); ids in
+        request order.
 
         ``spec`` is a VolumeSpec, ``tags`` a dict (volume tags at creation), ``token`` the
         ClientToken (the same token and parameters give the same volume back, so botocore's
-        retries and a re-run after a crash do not create twice)."""
+        retries and a re-run after a crash do not create twice).  With ``snapshot_id`` the
+        volume is made from that snapshot; a spec whose ``size_gib`` is None then takes the
+        snapshot's size."""
         requests = list(requests)
         for request in requests:
             token = request.get("token")
             if token is not None and not CLIENT_TOKEN_RE.fullmatch(str(token)):
                 raise UsageError(f"invalid client token {token!r}: at most 64 printable ASCII characters")
+            if request["spec"].size_gib is None and not request.get("snapshot_id"):
+                raise UsageError("a volume size is needed unless the volume is made from a snapshot")
         return self._batch("CreateVolume", requests, self._create_one, stop_on_error=True,
-                           done_message=lambda request, volume_id: f"created {volume_id} in {request['zone']}")
+                           done_message=self._created_message)
+
+    @staticmethod
+    def _created_message(request, volume_id):
+        source = f" from {request['snapshot_id']}" if request.get("snapshot_id") else ""
+        return f"created {volume_id}{source} in {request['zone']}"
 
     @staticmethod
     def _create_one(ec2, index, request):
         zone = request["zone"]
-        kwargs = dict(request["spec"].create_params(), AvailabilityZone=zone)
+        kwargs = {key: value for key, value in request["spec"].create_params().items()
+                  if not (key == "Size" and value is None)}
+        kwargs["AvailabilityZone"] = zone
+        if request.get("snapshot_id"):
+            kwargs["SnapshotId"] = request["snapshot_id"]
         if request.get("tags"):
             kwargs["TagSpecifications"] = [{"ResourceType": "volume", "Tags": _tag_list(request["tags"])}]
         if request.get("token") is not None:

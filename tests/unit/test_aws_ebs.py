@@ -407,3 +407,34 @@ def test_batch_error_shape():
 def test_max_workers_must_be_positive():
     with pytest.raises(ValueError):
         Ebs(Clients(None), "us-east-1", max_workers=0)
+
+
+def test_create_volumes_from_a_snapshot_takes_its_size_unless_given():
+    sent = []
+
+    class Recorder:
+        def create_volume(self, **kwargs):
+            sent.append(kwargs)
+            return {"VolumeId": f"vol-{len(sent):017x}"}
+
+    progress = []
+    ebs = Ebs(Clients(Recorder()), "us-east-1", max_workers=1, progress=progress.append)
+    reqs = [{"spec": VolumeSpec("gp3", None), "zone": "us-east-1b", "tags": {"a": "b"}, "token": "t0",
+             "snapshot_id": "snap-0aaaaaaaaaaaaaaaa"},
+            {"spec": VolumeSpec("io2", 20, iops=2000), "zone": "us-east-1b", "tags": None, "token": None,
+             "snapshot_id": "snap-0bbbbbbbbbbbbbbbb"}]
+    assert ebs.create_volumes(reqs) == [f"vol-{1:017x}", f"vol-{2:017x}"]
+    assert sent == [
+        {"VolumeType": "gp3", "AvailabilityZone": "us-east-1b", "SnapshotId": "snap-0aaaaaaaaaaaaaaaa",
+         "ClientToken": "t0", "TagSpecifications": [{"ResourceType": "volume", "Tags": [{"Key": "a", "Value": "b"}]}]},
+        {"VolumeType": "io2", "Size": 20, "Iops": 2000, "AvailabilityZone": "us-east-1b",
+         "SnapshotId": "snap-0bbbbbbbbbbbbbbbb"},
+    ]
+    assert progress[0] == f"created vol-{1:017x} from snap-0aaaaaaaaaaaaaaaa in us-east-1b (1/2)"
+
+
+def test_create_volumes_needs_a_size_without_a_snapshot():
+    fake = FakeEc2()
+    with pytest.raises(UsageError, match="a volume size is needed unless the volume is made from a snapshot"):
+        Ebs(Clients(fake), "us-east-1").create_volumes([{"spec": VolumeSpec("gp3", None), "zone": "us-east-1a"}])
+    assert fake.calls == []
