@@ -4,24 +4,34 @@ Only the HTTP-layer response methods are wrapped (``moto.ec2.responses.elastic_b
 ElasticBlockStore`` and ``...instances.InstanceResponse``), so the hooks fire for real client
 requests only, never for moto's internal calls (root volumes of every instance get no file).
 They run in the server's request thread: the API answers after the hook is done (after the
-backing file exists, after the device is plugged into the guest, ...).
+backing file exists, after the device is plugged into the guest, ...).  One model property is
+patched too: ``Volume.status`` reports the rig's "creating" (and "deleted") states.
 
 What each request does besides moto's own work (files are ``<state>/volumes/<vol-id>.img`` and
-``<state>/snapshots/<snap-id>.img``; ids are unique across regions):
+``<state>/snapshots/<snap-id>.img``; ids are unique across regions; the delays are
+``rig.timing``, see ``tests.rig.timing``):
 
-- CreateVolume: a sparse file of Size GiB; with SnapshotId a sparse copy of the snapshot's file,
-  grown to Size.  As on AWS (not moto), Size smaller than the snapshot is refused.
-- AttachVolume: refused as on AWS (not moto) when the volume is attached already (VolumeInUse) or
-  in another zone (InvalidVolume.ZoneMismatch); then, when the instance is a registered, running
-  guest, ``guest.plug()`` before the answer (a plug failure undoes the attachment: 500).
+- CreateVolume: refused as EC2 refuses it (``tests.rig.ebs_rules``: sizes per type, IOPS and
+  throughput ranges and ratios, InvalidParameterValue / InvalidParameterCombination /
+  MissingParameter); a ClientToken seen before with the same parameters answers with that
+  volume again (nothing new is created), with other parameters IdempotentParameterMismatch.
+  Then a sparse file of Size GiB; with SnapshotId a sparse copy of the snapshot's file, grown to
+  Size.  The volume is "creating" for ``timing.volume_create`` seconds, then "available".
+- AttachVolume: refused as on AWS (not moto) when the device name is malformed or already used
+  on the instance (InvalidParameterValue), the volume is attached already (VolumeInUse), not
+  "available" yet (IncorrectState) or in another zone (InvalidVolume.ZoneMismatch); then, when
+  the instance is a registered, running guest, ``guest.plug()`` before the answer (a plug failure
+  undoes the attachment: 500).  The attachment (and the instance's block-device mapping) is
+  "attaching" until ``timing.attach`` seconds after the answer, then "attached".
 - DetachVolume: VolumeId alone is accepted (as on AWS; moto needs InstanceId).  For a guest
   instance, when the volume is in use inside the guest and Force is not set, the volume is NOT
   released: moto keeps the attachment, its state becomes "busy" (instance block-device mapping:
   "detaching"), the volume stays "in-use", the answer says "detaching".  The rig retries such
   busy detachments on every DescribeVolumes request (at most every 0.5 s per volume) and in
-  ``Ec2Rig.release_busy()``: once the guest no longer uses the device it is unplugged and moto's
-  attachment is removed (volume "available").  A repeated DetachVolume retries at once;
-  Force=True unplugs regardless.  StopInstances completes pending busy detachments.
+  ``Ec2Rig.release_busy()``: once the guest no longer uses the device it is unplugged.  A repeated
+  DetachVolume retries at once; Force=True unplugs regardless.  Once the disk is released the
+  attachment is "detaching" for ``timing.detach`` seconds, then gone (volume "available").
+  StopInstances completes pending busy detachments at once.
 - CreateSnapshot / CreateSnapshots: a sparse copy of each volume's file, taken before the answer,
   with the guests using the volumes paused (QMP stop/cont) during the copies: one point in time.
 - CopySnapshot (any region): a copy of the source snapshot's file.
@@ -35,9 +45,11 @@ What each request does besides moto's own work (files are ``<state>/volumes/<vol
 import os
 import subprocess
 
+from tests.rig import ebs_rules
 from tests.rig.faults import RigApiError
 
 GIB = 1 << 30
+STATE_ATTR = "_ams_rig_state"  # on a moto Volume: "creating" or "deleted" overrides its status
 
 _active = {"rig": None}
 _originals = {}
@@ -78,19 +90,38 @@ def _internal(err, what):
 # hooks on ElasticBlockStore (HTTP layer)
 
 def _create_volume(orig, self):
+    from moto.core.responses import ActionResult
+
     rig = _active["rig"]
-    size = self._get_param("Size")
+    backend = self.ec2_backend
     snapshot_id = self._get_param("SnapshotId")
-    if snapshot_id and size is not None and not self._get_param("DryRun", False):
-        snapshot = self.ec2_backend.get_snapshot(snapshot_id)
-        if int(size) < int(snapshot.volume_size):
-            raise RigApiError(
-                "InvalidParameterValue",
-                f"Volume of size {size}GB is smaller than snapshot '{snapshot_id}', "
-                f"expect size >= {snapshot.volume_size}GB",
-            )
+    snapshot_size = backend.get_snapshot(snapshot_id).volume_size if snapshot_id else None
+    ebs_rules.check_create_volume(
+        volume_type=self._get_param("VolumeType"), size=self._get_param("Size"),
+        iops=self._get_param("Iops"), throughput=self._get_param("Throughput"),
+        snapshot_id=snapshot_id, snapshot_size=snapshot_size,
+    )
+    token = self._get_param("ClientToken")
+    if not token or self._get_bool_param("DryRun", False):
+        return _new_volume(rig, orig, self, snapshot_id)
+    fingerprint = ebs_rules.request_fingerprint(self.querystring)
+    with rig._client_token(backend, token) as slot:
+        if slot.volume is not None:
+            if slot.fingerprint != fingerprint:
+                raise RigApiError(
+                    "IdempotentParameterMismatch",
+                    f"Client token '{token}' was already used with different parameters",
+                )
+            return ActionResult(slot.volume)
+        result = _new_volume(rig, orig, self, snapshot_id)
+        slot.fingerprint, slot.volume = fingerprint, result.result
+        return result
+
+
+def _new_volume(rig, orig, self, snapshot_id):
     result = orig(self)
     volume = result.result
+    rig._begin_creating(volume)
     path = rig.volume_path(volume.id)
     try:
         source = rig.snapshot_path(snapshot_id) if snapshot_id else None
@@ -108,7 +139,10 @@ def _create_volume(orig, self):
 def _delete_volume(orig, self):
     rig = _active["rig"]
     volume_id = self._get_param("VolumeId")
+    volume = self.ec2_backend.volumes.get(volume_id)
     result = orig(self)
+    if volume is not None:
+        volume.__dict__[STATE_ATTR] = "deleted"  # what a ClientToken repeat answers with
     remove_file(rig.volume_path(volume_id))
     return result
 
@@ -117,6 +151,8 @@ def _attach_volume(orig, self):
     rig = _active["rig"]
     volume_id = self._get_param("VolumeId")
     instance_id = self._get_param("InstanceId")
+    device = self._get_param("Device")
+    ebs_rules.check_device_name(device)
     self.error_on_dryrun()
     backend = self.ec2_backend
     volume = backend.get_volume(volume_id)
@@ -125,6 +161,8 @@ def _attach_volume(orig, self):
         raise RigApiError(
             "VolumeInUse", f"{volume_id} is already attached to an instance"
         )
+    if volume.status != "available":
+        raise RigApiError("IncorrectState", f"{volume_id} is not 'available'.")
     if volume.zone is not None and instance.placement.zone and \
             volume.zone.name != instance.placement.zone:
         raise RigApiError(
@@ -132,17 +170,23 @@ def _attach_volume(orig, self):
             f"The volume '{volume_id}' is not in the same availability zone as instance "
             f"'{instance_id}'",
         )
+    used = set(instance.block_device_mapping)
+    if getattr(instance, "root_device_name", None):
+        used.add(instance.root_device_name)
+    ebs_rules.check_attachment_point(device, used)
     result = orig(self)
+    attachment = volume.attachment
+    rig._begin_attaching(volume, instance)
     guest = rig.guest_for_instance(instance_id)
     path = rig.volume_path(volume_id)
     if guest is not None and os.path.exists(path):
         try:
             rig._plug(guest, volume_id, path)
         except Exception as err:
-            attachment = volume.attachment
-            if attachment is not None:
+            if volume.attachment is attachment:
                 backend.detach_volume(volume_id, instance_id, attachment.device)
             raise _internal(err, f"plugging {volume_id} into guest {guest.name}")
+    rig._end_attaching_later(volume, instance, attachment)
     return result
 
 
@@ -178,11 +222,10 @@ def _detach_volume(orig, self):
                 "State": "detaching", "AttachTime": attachment.attach_time,
             })
     rig._forget_busy(volume_id)
-    attachment = backend.detach_volume(volume_id, instance_id, device)
+    rig._begin_detaching(backend, volume, attachment)
     return ActionResult({
-        "VolumeId": attachment.volume.id, "InstanceId": attachment.instance.id,
-        "Device": attachment.device, "State": "detaching",
-        "AttachTime": attachment.attach_time,
+        "VolumeId": volume_id, "InstanceId": instance_id, "Device": device,
+        "State": "detaching", "AttachTime": attachment.attach_time,
     })
 
 
@@ -336,8 +379,18 @@ def _make(orig, hook):
     return method
 
 
+def _volume_status(orig):
+    def status(self):
+        return self.__dict__.get(STATE_ATTR) or orig.fget(self)
+
+    status.__doc__ = orig.__doc__
+    return property(status)
+
+
 def install(rig):
     """Activate the hooks for ``rig`` (patches the classes once per process)."""
+    from moto.ec2.models.elastic_block_store import Volume
+
     if _active["rig"] is not None and _active["rig"] is not rig:
         raise RuntimeError("another Ec2Rig is active in this process")
     _active["rig"] = rig
@@ -348,6 +401,9 @@ def install(rig):
             orig = cls.__dict__[name]
             _originals[(cls, name)] = orig
             setattr(cls, name, _make(orig, hook))
+    orig = Volume.__dict__["status"]
+    _originals[(Volume, "status")] = orig
+    Volume.status = _volume_status(orig)
 
 
 def uninstall(rig=None):

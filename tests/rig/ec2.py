@@ -5,7 +5,9 @@
     os.environ.update(rig.env())            # AWS_ENDPOINT_URL, fake keys, region, ...
     iid = rig.register_instance(guest, region="us-east-1", zone="us-east-1a")
     ...
-    rig.reset()               # moto state, files, faults, counters; guests cleaned and unplugged
+    rig.timing.attach = 1.0   # EC2's intermediate states last this long (tests.rig.timing)
+    rig.reset()               # moto state, files, faults, counters, timing; guests cleaned,
+                              # unplugged and unregistered
     rig.stop()                # also removes the state dir
 
 ams never imports moto; only the rig does.  ``MOTO_EC2_LOAD_DEFAULT_AMIS=false`` is set when
@@ -30,6 +32,7 @@ os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
 from tests.rig import ebs_hooks, faults as faults_mod  # noqa: E402
 from tests.rig.accounting import ApiCounter  # noqa: E402
 from tests.rig.faults import INTERNAL_USER_AGENT, ApiFaults  # noqa: E402
+from tests.rig.timing import Scheduler, Timing  # noqa: E402
 
 log = logging.getLogger("ams.rig.ec2")
 
@@ -96,6 +99,9 @@ class Ec2Rig:
         self._amis = {}  # region -> image id
         self._busy = {}  # volume id -> record
         self._clients = {}
+        self.timing = Timing()
+        self._scheduler = Scheduler(on_error=self._timer_failed)
+        self._tokens = {}  # (account, region, ClientToken) -> _TokenSlot
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self):
@@ -123,6 +129,7 @@ class Ec2Rig:
         return self
 
     def stop(self, remove_state=True):
+        self._scheduler.cancel_all()
         with self._lock:
             for instance_id, guest in list(self._guests.items()):
                 try:
@@ -208,19 +215,24 @@ class Ec2Rig:
 
     # -- reset ----------------------------------------------------------------------------------
     def reset(self):
-        """Fresh moto state: guests cleaned and unplugged and unregistered, moto reset, backing
-        files removed, faults and counters cleared."""
+        """Fresh moto state: guests cleaned and unplugged and unregistered (board asset tag
+        cleared), moto reset, backing files removed, faults, counters, client tokens and
+        pending state changes cleared, ``timing`` back to its defaults."""
         with self._lock:
+            self._scheduler.cancel_all()
             errors = []
             for instance_id, guest in list(self._guests.items()):
                 try:
                     self._guest_unplug_all(guest, clean=True)
+                    _set_asset_tag(guest, None)
                 except Exception as err:
                     errors.append(f"{getattr(guest, 'name', guest)}: {err}")
             self._guests.clear()
             self._guest_region.clear()
             self._busy.clear()
             self._amis.clear()
+            self._tokens.clear()
+            self.timing.reset()
             req = urllib.request.Request(self.url + "/moto-api/reset", data=b"", method="POST")
             urllib.request.urlopen(req, timeout=30).read()
             for sub in ("volumes", "snapshots"):
@@ -256,7 +268,8 @@ class Ec2Rig:
     def register_instance(self, guest=None, region=None, zone=None, name=None,
                           instance_type="t3.micro", tags=None):
         """Create an EC2 instance (run_instances) with a Name tag in ``zone`` and, when
-        ``guest`` is given, map it to that guest.  Returns the instance id.
+        ``guest`` is given, map it to that guest and give the guest the instance id as its DMI
+        board asset tag (``Guest.set_board_asset_tag``).  Returns the instance id.
 
         A guest can be registered once at a time (terminate or reset to re-register)."""
         region = region or (zone[:-1] if zone else self.region)
@@ -288,12 +301,19 @@ class Ec2Rig:
             with self._lock:
                 self._guests[instance_id] = guest
                 self._guest_region[instance_id] = region
+            with self._glock(guest):
+                _set_asset_tag(guest, instance_id)
         return instance_id
 
     def unregister_instance(self, instance_id):
+        """Forget the guest of ``instance_id`` (moto state untouched); its board asset tag is
+        cleared."""
         with self._lock:
-            self._guests.pop(instance_id, None)
+            guest = self._guests.pop(instance_id, None)
             self._guest_region.pop(instance_id, None)
+        if guest is not None:
+            with self._glock(guest):
+                _set_asset_tag(guest, None)
 
     def guest_for_instance(self, instance_id):
         with self._lock:
@@ -348,14 +368,57 @@ class Ec2Rig:
         with self._lock:
             self._busy.pop(volume_id, None)
 
-    def _finish_detach(self, volume_id, record):
+    def _finish_detach(self, volume_id, record, delay=None):
+        """The guest let the disk go: the attachment is "detaching" for ``delay`` seconds
+        (default ``timing.detach``), then removed."""
         from moto.ec2.models import ec2_backends
 
         backend = ec2_backends[record["account"]][record["region"]]
         volume = backend.volumes.get(volume_id)
         self._forget_busy(volume_id)
         if volume is not None and volume.attachment is not None:
-            backend.detach_volume(volume_id, record["instance_id"], record["device"])
+            self._begin_detaching(backend, volume, volume.attachment, delay)
+
+    # -- EC2's intermediate states: set by the hooks, ended by timers (tests.rig.timing) ----
+    def _timer_failed(self, fn, err):
+        log.warning("rig state change %s failed: %s", getattr(fn, "__name__", fn), err)
+
+    def _begin_creating(self, volume):
+        if self.timing.volume_create > 0:
+            volume.__dict__[ebs_hooks.STATE_ATTR] = "creating"
+            self._scheduler.after(self.timing.volume_create, _end_creating, volume)
+
+    def _begin_attaching(self, volume, instance):
+        attachment = volume.attachment
+        if attachment is None or self.timing.attach <= 0:
+            return
+        attachment.status = "attaching"
+        mapping = instance.block_device_mapping.get(attachment.device)
+        if mapping is not None:
+            mapping.status = "attaching"
+
+    def _end_attaching_later(self, volume, instance, attachment):
+        self._scheduler.after(self.timing.attach, _end_attaching, volume, instance, attachment)
+
+    def _begin_detaching(self, backend, volume, attachment, delay=None):
+        if attachment.status == "detaching":
+            return  # already on its way
+        attachment.status = "detaching"
+        mapping = attachment.instance.block_device_mapping.get(attachment.device)
+        if mapping is not None:
+            mapping.status = "detaching"
+        delay = self.timing.detach if delay is None else delay
+        self._scheduler.after(delay, _end_detaching, backend, volume, attachment)
+
+    @contextlib.contextmanager
+    def _client_token(self, backend, token):
+        """The slot of a CreateVolume ClientToken, held for the request (same token at the same
+        time: one creates, the other answers with its volume)."""
+        with self._lock:
+            slot = self._tokens.setdefault(
+                (backend.account_id, backend.region_name, token), _TokenSlot())
+        with slot.lock:
+            yield slot
 
     def release_busy(self, min_interval=0.0):
         """Retry busy detachments: unplug each volume whose guest no longer uses it and finish
@@ -392,7 +455,7 @@ class Ec2Rig:
             with self._glock(guest):
                 if volume_id in guest.plugged():
                     guest.unplug(volume_id)
-            self._finish_detach(volume_id, record)
+            self._finish_detach(volume_id, record, delay=0)
 
     def _guest_start(self, guest, instance_id):
         from moto.ec2.models import ec2_backends
@@ -462,6 +525,40 @@ class Ec2Rig:
                           for i, (r, g) in self.guest_instances().items()},
             "busy": self.busy(),
         }
+
+
+class _TokenSlot:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.fingerprint = None
+        self.volume = None
+
+
+def _end_creating(volume):
+    if volume.__dict__.get(ebs_hooks.STATE_ATTR) == "creating":
+        volume.__dict__.pop(ebs_hooks.STATE_ATTR, None)
+
+
+def _end_attaching(volume, instance, attachment):
+    if volume.attachment is not attachment or attachment.status != "attaching":
+        return
+    attachment.status = "attached"
+    mapping = instance.block_device_mapping.get(attachment.device)
+    if mapping is not None and mapping.status == "attaching":
+        mapping.status = "in-use"  # moto shows a mapping's "in-use" as "attached"
+
+
+def _end_detaching(backend, volume, attachment):
+    if volume.attachment is attachment and backend.volumes.get(volume.id) is volume:
+        backend.detach_volume(volume.id, attachment.instance.id, attachment.device)
+
+
+def _set_asset_tag(guest, instance_id):
+    """The instance id as the guest's DMI board asset tag (None clears it); stand-in guests
+    without ``set_board_asset_tag`` are left alone."""
+    setter = getattr(guest, "set_board_asset_tag", None)
+    if setter is not None:
+        setter(instance_id)
 
 
 def _vm_pause(guest):

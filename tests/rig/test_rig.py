@@ -20,6 +20,31 @@ def _volume(ec2, volume_id):
     return ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
 
 
+def _available(ec2, *volume_ids):
+    """Wait until the volumes are "available": the rig, as EC2, creates and detaches with a
+    delay (tests.rig.timing)."""
+    ec2.get_waiter("volume_available").wait(VolumeIds=list(volume_ids),
+                                            WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+
+
+def _new_volume(ec2, **params):
+    """CreateVolume, then wait until the volume is "available" (it is "creating" first)."""
+    volume_id = ec2.create_volume(**params)["VolumeId"]
+    _available(ec2, volume_id)
+    return volume_id
+
+
+def _attached(ec2, volume_id, timeout=30):
+    """Wait until the volume's attachment is "attached" (it is "attaching" first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        volume = _volume(ec2, volume_id)
+        if [a["State"] for a in volume["Attachments"]] == ["attached"]:
+            return volume
+        assert time.monotonic() < deadline, f"{volume_id} not attached: {volume['Attachments']}"
+        time.sleep(0.1)
+
+
 def _write_at(path, offset, data):
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -69,7 +94,7 @@ def test_create_snapshots_copies_every_data_volume(ec2_clean, ec2_client):
     iid = ec2_clean.register_instance(zone=ZONE, name="plain")
     vols = []
     for i, dev in enumerate(("/dev/sdf", "/dev/sdg")):
-        vol = ec2_client.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+        vol = _new_volume(ec2_client, Size=1, AvailabilityZone=ZONE)
         _write_at(ec2_clean.volume_path(vol), 1 << 20, f"member{i}".encode())
         ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device=dev)
         vols.append(vol)
@@ -112,10 +137,10 @@ def test_attach_and_detach_on_a_plain_instance(ec2_clean, ec2_client):
     inst = ec2_client.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert inst["Placement"]["AvailabilityZone"] == ZONE
     assert {"Key": "Name", "Value": "plain-host"} in inst["Tags"]
-    vol = ec2_client.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    vol = _new_volume(ec2_client, Size=1, AvailabilityZone=ZONE)
     ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     ec2_client.get_waiter("volume_in_use").wait(VolumeIds=[vol])
-    v = _volume(ec2_client, vol)
+    v = _attached(ec2_client, vol)
     assert v["State"] == "in-use"
     assert v["Attachments"][0]["InstanceId"] == iid
     assert v["Attachments"][0]["State"] == "attached"
@@ -128,12 +153,12 @@ def test_attach_and_detach_on_a_plain_instance(ec2_clean, ec2_client):
 def test_attach_refuses_what_aws_refuses(ec2_clean, ec2_client):
     iid = ec2_clean.register_instance(zone=ZONE)
     other = ec2_clean.register_instance(zone=ZONE)
-    vol = ec2_client.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    vol = _new_volume(ec2_client, Size=1, AvailabilityZone=ZONE)
     ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     with pytest.raises(ClientError) as err:
         ec2_client.attach_volume(VolumeId=vol, InstanceId=other, Device="/dev/sdf")
     assert err.value.response["Error"]["Code"] == "VolumeInUse"
-    far = ec2_client.create_volume(Size=1, AvailabilityZone="us-east-1c")["VolumeId"]
+    far = _new_volume(ec2_client, Size=1, AvailabilityZone="us-east-1c")
     with pytest.raises(ClientError) as err:
         ec2_client.attach_volume(VolumeId=far, InstanceId=iid, Device="/dev/sdg")
     assert err.value.response["Error"]["Code"] == "InvalidVolume.ZoneMismatch"
@@ -240,6 +265,7 @@ def test_latency_per_action_and_for_all(ec2_clean, ec2_client):
 
 
 def test_api_counting_per_action_and_reset(ec2_clean, ec2_client):
+    ec2_clean.timing.volume_create = 0  # the waiter below must answer on its first poll
     ec2_clean.register_instance(zone=ZONE)  # the rig's own calls are not counted
     assert ec2_clean.counts() == {}
     for _ in range(3):
@@ -348,7 +374,7 @@ def test_hooks_plug_unplug_and_busy_detach_with_a_stand_in_guest(ec2_clean, ec2_
     g = FakeGuest()
     iid = ec2_clean.register_instance(g, zone=ZONE)
     assert ec2_clean.guest_for_instance(iid) is g
-    vol = ec2_client.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    vol = _new_volume(ec2_client, Size=1, AvailabilityZone=ZONE)
     ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     assert g.plugged() == {vol: ec2_clean.volume_path(vol)}
     g.busy.add(vol)
@@ -371,7 +397,8 @@ def test_hooks_plug_unplug_and_busy_detach_with_a_stand_in_guest(ec2_clean, ec2_
     ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     g.busy.add(vol)
     ec2_client.detach_volume(VolumeId=vol, InstanceId=iid, Force=True)
-    assert _volume(ec2_client, vol)["State"] == "available" and g.plugged() == {}
+    assert g.plugged() == {}  # at once; the attachment is "detaching" for a moment
+    _available(ec2_client, vol)
     # plug failure: the attach is undone and the client sees a 500
     broken = FakeGuest("broken")
     broken.plug = lambda *a: (_ for _ in ()).throw(RuntimeError("no PCI slot"))
@@ -387,7 +414,7 @@ def test_hooks_plug_unplug_and_busy_detach_with_a_stand_in_guest(ec2_clean, ec2_
 def test_hooks_stop_start_reboot_terminate_with_a_stand_in_guest(ec2_clean, ec2_client):
     g = FakeGuest()
     iid = ec2_clean.register_instance(g, zone=ZONE, name="web1")
-    vol = ec2_client.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    vol = _new_volume(ec2_client, Size=1, AvailabilityZone=ZONE)
     ec2_client.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     g.busy.add(vol)
     ec2_client.detach_volume(VolumeId=vol, InstanceId=iid)
@@ -421,9 +448,9 @@ def test_two_guests_in_two_regions_and_snapshots_pause_the_guest(ec2_clean):
     assert ec2_clean.guest_instances() == {i_east: ("us-east-1", east),
                                            i_west: ("eu-west-1", west)}
     e, w = ec2_clean.client(region="us-east-1"), ec2_clean.client(region="eu-west-1")
-    v_east = e.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+    v_east = _new_volume(e, Size=1, AvailabilityZone="us-east-1a")
     e.attach_volume(VolumeId=v_east, InstanceId=i_east, Device="/dev/sdf")
-    v_west = w.create_volume(Size=1, AvailabilityZone="eu-west-1b")["VolumeId"]
+    v_west = _new_volume(w, Size=1, AvailabilityZone="eu-west-1b")
     w.attach_volume(VolumeId=v_west, InstanceId=i_west, Device="/dev/sdf")
     assert list(east.plugged()) == [v_east] and list(west.plugged()) == [v_west]
     east.calls.clear()
@@ -433,11 +460,12 @@ def test_two_guests_in_two_regions_and_snapshots_pause_the_guest(ec2_clean):
     assert ("pause",) not in west.calls
     copy = w.copy_snapshot(SourceSnapshotId=snaps[0]["SnapshotId"],
                            SourceRegion="us-east-1")["SnapshotId"]
-    clone = w.create_volume(SnapshotId=copy, AvailabilityZone="eu-west-1b")["VolumeId"]
+    clone = _new_volume(w, SnapshotId=copy, AvailabilityZone="eu-west-1b")
     w.attach_volume(VolumeId=clone, InstanceId=i_west, Device="/dev/sdg")
     assert sorted(west.plugged()) == sorted([v_west, clone])
     # a snapshot of a volume nobody uses pauses nobody
     e.detach_volume(VolumeId=v_east)
+    _available(e, v_east)  # still attached while "detaching"
     east.calls.clear()
     e.create_snapshot(VolumeId=v_east)
     assert east.calls == []
@@ -482,7 +510,7 @@ def test_reset_unplugs_registered_guests(rig):
     g = FakeGuest()
     iid = rig.register_instance(g, zone=ZONE)
     ec2 = rig.client()
-    vol = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
+    vol = _new_volume(ec2, Size=1, AvailabilityZone=ZONE)
     ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     rig.reset()
     assert g.plugged() == {} and ("run",) in g.calls  # cleaned, then unplugged
@@ -518,8 +546,8 @@ def test_raid0_snapshot_clone_and_reboot_in_the_guest(ec2_clean, guest_instance)
     rig, g, iid = ec2_clean, guest_instance.guest, guest_instance.instance_id
     ec2 = rig.client()
     tags = [{"ResourceType": "volume", "Tags": [{"Key": "ams:test", "Value": "raid0"}]}]
-    vols = [ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone, VolumeType="gp3",
-                              TagSpecifications=tags)["VolumeId"] for _ in range(2)]
+    vols = [_new_volume(ec2, Size=1, AvailabilityZone=guest_instance.zone, VolumeType="gp3",
+                        TagSpecifications=tags) for _ in range(2)]
     for vol, dev in zip(vols, ("/dev/sdf", "/dev/sdg")):
         ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device=dev)
     _fast_wait(ec2, "volume_in_use", VolumeIds=vols)
@@ -599,7 +627,7 @@ def test_forced_detach_and_delete_of_a_guest_volume(ec2_clean, guest_instance):
                          capture_output=True, text=True, timeout=60)
     assert ssh.stdout.strip() == "in", ssh.stderr
     ec2 = rig.client()
-    vol = ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone)["VolumeId"]
+    vol = _new_volume(ec2, Size=1, AvailabilityZone=guest_instance.zone)
     ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     g.check(f"mkfs.ext4 -q {_by_id(vol)} && mkdir -p /mnt/f && mount {_by_id(vol)} /mnt/f",
             sudo=True, timeout=120)
@@ -609,8 +637,8 @@ def test_forced_detach_and_delete_of_a_guest_volume(ec2_clean, guest_instance):
         ec2.delete_volume(VolumeId=vol)
     assert err.value.response["Error"]["Code"] == "VolumeInUse"
     ec2.detach_volume(VolumeId=vol, InstanceId=iid, Force=True)
-    assert _volume(ec2, vol)["State"] == "available"
     assert vol.replace("-", "") not in _by_id_names(g)
+    _available(ec2, vol)
     g.run("umount -l /mnt/f", sudo=True)
     ec2.delete_volume(VolumeId=vol)
     assert rig.files()["volumes"] == []
@@ -620,7 +648,7 @@ def test_forced_detach_and_delete_of_a_guest_volume(ec2_clean, guest_instance):
 def test_stop_and_start_instance_stops_and_starts_the_guest(ec2_clean, guest_instance):
     rig, g, iid = ec2_clean, guest_instance.guest, guest_instance.instance_id
     ec2 = rig.client()
-    vol = ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone)["VolumeId"]
+    vol = _new_volume(ec2, Size=1, AvailabilityZone=guest_instance.zone)
     ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
     g.check(f"mkfs.ext4 -q {_by_id(vol)} && mkdir -p /mnt/s && mount {_by_id(vol)} /mnt/s "
             f"&& echo kept > /mnt/s/file && umount /mnt/s", sudo=True, timeout=120)
@@ -628,7 +656,7 @@ def test_stop_and_start_instance_stops_and_starts_the_guest(ec2_clean, guest_ins
     assert not g.is_running()
     _fast_wait(ec2, "instance_stopped", InstanceIds=[iid])
     # attaching to a stopped instance: the disk shows up when it starts
-    vol2 = ec2.create_volume(Size=1, AvailabilityZone=guest_instance.zone)["VolumeId"]
+    vol2 = _new_volume(ec2, Size=1, AvailabilityZone=guest_instance.zone)
     ec2.attach_volume(VolumeId=vol2, InstanceId=iid, Device="/dev/sdg")
     ec2.start_instances(InstanceIds=[iid])
     assert g.is_running()
