@@ -11,6 +11,14 @@ Volumes plugged at ``stop()`` come back cold-plugged (same serials) at the next 
 volumes hot-plugged survive an in-guest reboot (the QEMU process and its devices stay).
 Every QEMU started here is killed by pid at interpreter exit (atexit, SIGTERM) if still running.
 
+Like a Nitro instance, the guest shows its EC2 instance id as the DMI board asset tag
+(``/sys/devices/virtual/dmi/id/board_asset_tag``): QEMU gets an SMBIOS type 2 (baseboard) table,
+and ``set_board_asset_tag()`` bind-mounts a file holding the id over that sysfs file; the image's
+``ams-rig-asset-tag.service`` mounts it again at every boot.
+
+sshd keeps Debian's defaults, as on an EC2 host (MaxSessions 10): ``run`` keeps at most
+``MAX_CHANNELS`` commands open at once on its connection and queues the rest.
+
 Files in ``workdir`` per guest: ``<name>.qcow2`` (overlay), ``<name>.serial.log``,
 ``<name>.qmp`` (socket), ``<name>.pid``.
 """
@@ -40,6 +48,9 @@ log = logging.getLogger("tests.rig.guest")
 
 QEMU = os.environ.get("AMS_RIG_QEMU", "qemu-system-x86_64")
 BY_ID_PREFIX = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
+DMI_ASSET_TAG = "/sys/devices/virtual/dmi/id/board_asset_tag"
+ASSET_TAG_FILE = "/var/lib/ams-rig/board_asset_tag"  # mounted at boot by ams-rig-asset-tag.service
+MAX_CHANNELS = 8  # sshd's MaxSessions is 10; the server frees a session a moment after its close
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
 
 _live: "set[Guest]" = set()
@@ -248,8 +259,10 @@ class Guest:
         self.pid: int | None = None
         self.boot_seconds: float | None = None  # last start()/reboot() to SSH-ready
         self._plugged: dict[str, str] = {}
+        self.board_asset_tag: str | None = None  # EC2 instance id (set_board_asset_tag)
         self._lock = threading.RLock()  # lifecycle + plug/unplug
         self._ssh_lock = threading.Lock()
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._ssh: paramiko.SSHClient | None = None
         self._qmp: QMPClient | None = None
 
@@ -272,6 +285,8 @@ class Guest:
             "-drive", f"file={_opt(self.overlay)},if=virtio,format=qcow2,node-name=rootdisk",
             "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=net0,romfile=",  # direct kernel boot: no PXE ROM
+            # a baseboard table, so that board_asset_tag exists (set_board_asset_tag)
+            "-smbios", "type=2,manufacturer=Amazon EC2,asset=",
             "-serial", f"file:{self.serial_log}",
             "-qmp", f"unix:{_opt(self.qmp_path)},server=on,wait=off",
             "-daemonize", "-pidfile", str(self.pidfile),
@@ -323,6 +338,7 @@ class Guest:
             try:
                 self._qmp = QMPClient(str(self.qmp_path)).connect()
                 self._wait_ssh(t0 + timeout)
+                self._sync_board_asset_tag()
             except BaseException:
                 self._kill(remove_files=False)
                 raise
@@ -514,15 +530,29 @@ class Guest:
             raise GuestError(f"guest {self.name} is not running")
         if sudo:
             command = "sudo -k -S -p '' -- sh -c " + shlex.quote(command)
-        for attempt in (1, 2):
+        with self._channels:
+            return self._run_channel(command, timeout, sudo)
+
+    def _open_channel(self) -> paramiko.Channel:
+        refused_until = time.monotonic() + 10
+        attempt = 0
+        while True:
             client = self._client()
             try:
-                chan = client.get_transport().open_session(timeout=15)
-                break
+                return client.get_transport().open_session(timeout=15)
+            except paramiko.ChannelException:
+                # MaxSessions reached: sessions closed a moment ago are not freed yet
+                if time.monotonic() > refused_until:
+                    raise
+                time.sleep(0.1)
             except (paramiko.SSHException, OSError, EOFError, AttributeError):
                 self._drop_ssh()
+                attempt += 1
                 if attempt == 2:
                     raise
+
+    def _run_channel(self, command: str, timeout: float, sudo: bool) -> tuple[int, str, str]:
+        chan = self._open_channel()
         deadline = time.monotonic() + timeout
         out, err = bytearray(), bytearray()
         try:
@@ -559,6 +589,47 @@ class Guest:
         if rc != 0:
             raise GuestError(f"guest {self.name}: `{command[:200]}` exited {rc}: {err.strip()[-500:]}")
         return out
+
+    # ------------------------------------------------------------------ DMI board asset tag
+    _ASSET_TAG_SCRIPT = r"""
+T={tag_path}; F={file}
+[ -e "$T" ] || {{ echo "$T does not exist (QEMU without an SMBIOS type 2 table)" >&2; exit 3; }}
+while findmnt -rn --mountpoint "$T" >/dev/null; do umount "$T" || exit 1; done
+if [ -n {value} ]; then
+  mkdir -p "${{F%/*}}"
+  printf '%s\n' {value} > "$F.tmp" && chmod 0444 "$F.tmp" && mv -f "$F.tmp" "$F" &&
+    mount --bind -o ro "$F" "$T"
+else
+  rm -f "$F"
+fi
+"""
+
+    def set_board_asset_tag(self, value: str | None) -> None:
+        """Show ``value`` (an EC2 instance id; None: nothing) as the DMI board asset tag, as a
+        Nitro instance shows its id: a file in the guest bind-mounted read-only over the sysfs
+        file (QEMU's own table keeps an empty tag), mounted again at every boot. On a stopped
+        guest the change is made when it starts."""
+        if value is not None and not re.match(r"^[A-Za-z0-9-]{1,64}$", value):
+            raise ValueError(f"not a usable board asset tag: {value!r}")
+        with self._lock:
+            self.board_asset_tag = value
+            if self.is_running():
+                self._apply_board_asset_tag(value)
+
+    def _apply_board_asset_tag(self, value: str | None) -> None:
+        script = self._ASSET_TAG_SCRIPT.format(tag_path=shlex.quote(DMI_ASSET_TAG),
+                                               file=shlex.quote(ASSET_TAG_FILE),
+                                               value=shlex.quote(value or ""))
+        rc, out, err = self.run(script, sudo=True, timeout=60)
+        if rc != 0:
+            raise GuestError(f"guest {self.name}: setting the board asset tag failed (rc {rc}): "
+                             f"{(err or out).strip()[-300:]}")
+
+    def _sync_board_asset_tag(self) -> None:
+        """After a boot: a tag file left from an earlier registration would show an old id."""
+        rc, out, _ = self.run(f"cat {DMI_ASSET_TAG}", timeout=30)
+        if rc == 0 and out.strip() != (self.board_asset_tag or ""):
+            self._apply_board_asset_tag(self.board_asset_tag)
 
     # ------------------------------------------------------------------ volumes
     def _qmp_exec(self, command: str, **args):

@@ -135,10 +135,9 @@ GUEST_FILES = {
         'KERNEL=="nvme*", ENV{DEVTYPE}=="disk", ENV{ID_SERIAL_SHORT}=="vol*", '
         'SYMLINK+="disk/by-id/nvme-Amazon_Elastic_Block_Store_$env{ID_SERIAL_SHORT}"\n'
     ),
-    "etc/ssh/sshd_config.d/ams-rig.conf": (
-        "# the rig multiplexes many commands over one connection\n"
-        "MaxSessions 64\nMaxStartups 64:30:128\nUseDNS no\nPasswordAuthentication yes\n"
-    ),
+    # Debian's limits stay (MaxSessions 10, MaxStartups 10:30:100), as on an EC2 host: ams must
+    # live with them; tests/rig/test_rig_strict.py checks it.
+    "etc/ssh/sshd_config.d/ams-rig.conf": "UseDNS no\nPasswordAuthentication yes\n",
     "etc/sysctl.d/90-ams-rig.conf": "kernel.printk = 4 4 1 7\n",
     # restrict=on: nothing outside answers DNS; with no nameserver line lookups fail at once
     # (the host's resolv.conf copied by debootstrap made every sudo wait for DNS timeouts).
@@ -153,6 +152,20 @@ GUEST_FILES = {
         "Before=sysinit.target ssh.service\n\n"
         "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
         "ExecStart=/usr/local/sbin/ams-rig-hosts\n\n"
+        "[Install]\nWantedBy=sysinit.target\n"
+    ),
+    # As on a Nitro instance, the DMI board asset tag is the EC2 instance id: the rig writes it
+    # to this file (tests.rig.guest.Guest.set_board_asset_tag), mounted over the sysfs file at
+    # every boot (QEMU's SMBIOS table is fixed when QEMU starts; a reboot keeps QEMU).
+    "etc/systemd/system/ams-rig-asset-tag.service": (
+        "[Unit]\nDescription=ams rig: the EC2 instance id as the DMI board asset tag\n"
+        "DefaultDependencies=no\nAfter=local-fs.target systemd-remount-fs.service\n"
+        "Before=sysinit.target ssh.service\n"
+        "ConditionPathExists=/var/lib/ams-rig/board_asset_tag\n"
+        "ConditionPathExists=/sys/devices/virtual/dmi/id/board_asset_tag\n\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        "ExecStart=/bin/mount --bind -o ro /var/lib/ams-rig/board_asset_tag "
+        "/sys/devices/virtual/dmi/id/board_asset_tag\n\n"
         "[Install]\nWantedBy=sysinit.target\n"
     ),
 }
@@ -498,7 +511,7 @@ def _configure_root(stage: Path, kdir: Path, version: str, public_key: str,
         _rmtree(link)
         os.symlink("/dev/null", link)
     _run(["chroot", str(stage), "systemctl", "enable", "systemd-networkd.service",
-          "ams-rig-hosts.service"])
+          "ams-rig-hosts.service", "ams-rig-asset-tag.service"])
 
     # The EC2-like login user: password, authorized key, sudo *with* password (group sudo).
     _run(["chroot", str(stage), "useradd", "--create-home", "--shell", "/bin/bash",
