@@ -7,9 +7,10 @@ by botocore's configured retry mode (``amslib.aws.clients``); nothing here sleep
 Batches (create, attach, detach, delete) run their calls in parallel (``run_batch``, shared
 with ``amslib.aws.snapshots``).  When some fail, :class:`BatchError` carries what succeeded so
 that the caller can undo it or record it.  A volume may be created from a snapshot (request key
-``snapshot_id``; the spec's size None then means the snapshot's size).  create and attach stop starting new calls after the first failure (the caller undoes anyway);
-detach and delete try every volume (they are how the caller undoes).  Ctrl-C stops starting
-calls, waits for the running ones and raises BatchError with ``interrupted`` set (exit 130).
+``snapshot_id``; the spec's size None then means the snapshot's size).  create and attach
+stop starting new calls after the first failure (the caller undoes anyway); detach and delete
+try every volume (they are how the caller undoes).  Ctrl-C stops starting calls, waits for the
+running ones and raises BatchError with ``interrupted`` set (exit 130).
 
 Waits are botocore waiters on DescribeVolumes built from :data:`WAITERS` (Delay
 ``waiter_delay``, default 1 s; MaxAttempts from the timeout):
