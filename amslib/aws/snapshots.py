@@ -11,8 +11,9 @@ by botocore's retry mode, waits by botocore waiters (nothing here sleeps or poll
   ``ams:member-index``) by one CreateTags per snapshot.  A snapshot of a volume that is not a
   member (an endpoint that ignores ExcludeDataVolumeIds) is deleted at once and logged.
 - ``create_each``: one CreateSnapshot per volume, started back to back (parallel).
-- A BatchError from either carries ``snapshots``, {volume id: snapshot id} of every member
-  snapshot that exists, for the caller to record or delete.  Other errors: nothing was created.
+- A BatchError from either has ``done`` {member index: snapshot id} and ``snapshots``
+  {volume id: snapshot id} of every member snapshot that exists (even when only its tagging
+  failed), for the caller to record or delete.  Other errors: nothing was created.
 - ``wait_completed``: the waiter ``SnapshotsCompleted`` of :data:`WAITERS` on DescribeSnapshots
   (every snapshot "completed"; fails at once on "error"; InvalidSnapshot.NotFound is retried for
   ``not_found_grace`` seconds, as EC2 is eventually consistent right after a create or copy).
@@ -82,6 +83,10 @@ def progress_line(snapshot_ids, found):
 def _state_of(snapshot):
     state = snapshot.get("State", "unknown")
     return f"{state} ({snapshot['Progress']})" if state == "pending" and snapshot.get("Progress") else state
+
+
+def _reason(snapshot):
+    return f" ({snapshot['StateMessage']})" if snapshot.get("StateMessage") else ""
 
 
 def _tags_of(item):
@@ -237,8 +242,14 @@ class Snapshots:
         try:
             self._batch("CreateTags", items, call, stop_on_error=False, say=False)
         except BatchError as err:
-            err.snapshots = {v: taken[v] for v in members}
-            raise
+            every = {i: taken[v] for i, v in enumerate(members)}
+            error = BatchError("CreateTags", len(members), every, err.failed, (), err.interrupted)
+            if err.failed and not err.interrupted:
+                error.message = (f"{next(iter(error.failed.values()))} ({len(err.done)} of {len(members)} "
+                                 f"snapshot(s) tagged, all {len(members)} taken)")
+                error.args = (error.message,)
+            error.snapshots = {v: taken[v] for v in members}
+            raise error from None
 
     def create_each(self, volume_ids, description="", tags_by_volume=None):
         """One CreateSnapshot per volume, in parallel, each with its tags; {volume id: snapshot
@@ -325,8 +336,7 @@ class Snapshots:
         snapshots = response.get("Snapshots") or []
         broken = [s for s in snapshots if s.get("State") == "error"]
         if broken:
-            listed = ", ".join(f"{s['SnapshotId']} is error" + (f" ({s['StateMessage']})" if s.get("StateMessage") else "")
-                               for s in broken)
+            listed = ", ".join(f"{s['SnapshotId']} is error{_reason(s)}" for s in broken)
             return AwsError(f"waiting for {what} failed: {listed}")
         listed = ", ".join(f"{s['SnapshotId']} is {_state_of(s)}" for s in snapshots)
         return AwsError(f"timed out after {timeout:g} s waiting for {what}: {listed}")

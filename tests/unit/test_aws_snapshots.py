@@ -351,9 +351,10 @@ def test_create_multi_tag_failure_lists_every_snapshot_taken(stubbed):
     with pytest.raises(BatchError) as info:
         snaps.create_multi(INSTANCE, [A, B], [], "d", member_tags(), instance=instance_item(A, B))
     err = info.value
-    assert err.action == "CreateTags" and err.done == {1: SB} and list(err.failed) == [0]
-    assert err.snapshots == {A: SA, B: SB}
-    assert str(err).startswith(f"CreateTags on {SA} (snapshot of {A}) failed: TagLimitExceeded: too many")
+    assert err.action == "CreateTags" and list(err.failed) == [0] and not err.interrupted
+    assert err.done == {0: SA, 1: SB} and err.snapshots == {A: SA, B: SB}  # both exist: undo or record both
+    assert str(err) == (f"CreateTags on {SA} (snapshot of {A}) failed: TagLimitExceeded: too many "
+                        "(1 of 2 snapshot(s) tagged, all 2 taken)")
 
 
 def test_create_multi_of_nothing_and_of_repeats(stubbed):
@@ -433,7 +434,7 @@ def test_create_each_partial_failure_lists_the_snapshots_taken():
                         "(1 of 3 CreateSnapshot call(s) succeeded, 1 not started)")
 
 
-def test_create_multi_ctrl_c_during_the_call_still_reports_what_was_taken():
+def test_create_multi_ctrl_c_during_the_call_still_reports_what_was_taken(monkeypatch):
     fake = FakeEc2(answer_multi=[{"VolumeId": A, "SnapshotId": SA}, {"VolumeId": B, "SnapshotId": SB}])
     snaps = Snapshots(Clients(**{"us-east-1": fake}), "us-east-1")
     real = snap_mod.run_batch
@@ -444,15 +445,31 @@ def test_create_multi_ctrl_c_during_the_call_still_reports_what_was_taken():
             raise BatchError("CreateSnapshots", 1, {0: result[0]}, {}, interrupted=True)
         return result
 
-    snap_mod.run_batch = interrupted_batch
-    try:
-        with pytest.raises(BatchError) as info:
-            snaps.create_multi(INSTANCE, [A, B], [], "d", instance=instance_item(A, B))
-    finally:
-        snap_mod.run_batch = real
+    monkeypatch.setattr(snap_mod, "run_batch", interrupted_batch)
+    with pytest.raises(BatchError) as info:
+        snaps.create_multi(INSTANCE, [A, B], [], "d", instance=instance_item(A, B))
     err = info.value
     assert err.interrupted and err.exit_code == 130 and err.snapshots == {A: SA, B: SB}
     assert [action for action, _ in fake.calls] == ["CreateSnapshots"]  # no tagging after Ctrl-C
+
+
+def test_create_multi_ctrl_c_while_tagging_lists_every_snapshot(monkeypatch):
+    fake = FakeEc2(answer_multi=[{"VolumeId": A, "SnapshotId": SA}, {"VolumeId": B, "SnapshotId": SB}])
+    real = snap_mod.run_batch
+
+    def interrupted_batch(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if args[2] == "CreateTags":
+            raise BatchError("CreateTags", 2, {0: result[0]}, {}, [1], interrupted=True)
+        return result
+
+    monkeypatch.setattr(snap_mod, "run_batch", interrupted_batch)
+    with pytest.raises(BatchError) as info:
+        Snapshots(Clients(**{"us-east-1": fake}), "us-east-1").create_multi(
+            INSTANCE, [A, B], [], "d", member_tags(), instance=instance_item(A, B))
+    err = info.value
+    assert err.interrupted and err.exit_code == 130
+    assert err.done == {0: SA, 1: SB} and err.snapshots == {A: SA, B: SB}
 
 
 def test_delete_tries_every_snapshot_and_reports_refusals():
@@ -495,8 +512,8 @@ def two_regions(east, west):
 
 def expect_sources(stub, *items):
     stub.add_response("describe_snapshots", {"Snapshots": list(items)},
-                      {"OwnerIds": ["self"], "Filters": [{"Name": "snapshot-id", "Values": [i["SnapshotId"] for i in items]}],
-                       "MaxResults": 1000})
+                      {"OwnerIds": ["self"], "MaxResults": 1000,
+                       "Filters": [{"Name": "snapshot-id", "Values": [i["SnapshotId"] for i in items]}]})
 
 
 def expect_token_lookup(stub, tokens, found=()):
