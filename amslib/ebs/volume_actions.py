@@ -270,13 +270,16 @@ class AssembleArray:
     hostname: str
     array_name: str
     md_uuid: str  # None: read from the members' superblocks
+    renew_uuid: bool = False  # a clone's first assembly: a new array UUID
 
     @property
     def device(self):
         return raid.array_device(self.array_name)
 
     def describe(self):
-        if self.md_uuid:
+        if self.renew_uuid:
+            command = f"mdadm --assemble {self.device} --run --update=uuid /dev/<members-in-order> (a new array UUID for the clone)"
+        elif self.md_uuid:
             command = join(raid.assemble_argv(self.device, self.md_uuid, ["/dev/<members-in-order>"]))
         else:
             command = f"mdadm --assemble {self.device} --uuid=<read from the members' superblocks> ..."
@@ -295,13 +298,36 @@ class AssembleArray:
                 f"superblock (found {sorted(str(u) for u in uuids)}); refusing to assemble"
             )
         uuid = uuids.pop()
-        device = ex.host.assemble(self.device, uuid, members)
+        device = ex.host.assemble(self.device, uuid, members, renew_uuid=self.renew_uuid)
+        if self.renew_uuid:
+            uuid = ex.host.array_uuid(device)
         ex.state.update(md_uuid=uuid, block_device=device, assembled_here=device == self.device)
         with _db(ex) as conn:
             store.update_group(conn, self.group_id, {"md_uuid": uuid, "array_name": self.array_name})
 
     def undo(self, ex):
         ex.host.stop_array(ex.state.get("block_device") or self.device)
+
+
+@dataclass
+class RenewFilesystemUuid:
+    """A clone's first attach: replay the journal and give the filesystem a new UUID, so it can be
+    mounted (and found by UUID in fstab) beside its original on the same host."""
+
+    group_id: int
+    hostname: str
+    fs_type: str
+
+    def describe(self):
+        tool = "xfs_admin -U generate" if self.fs_type == "xfs" else "e2fsck -f -p, tune2fs -U random"
+        return f"host {self.hostname}: replay the journal (mount/umount at a scratch path), then {tool} on the group device"
+
+    def run(self, ex):
+        scratch = f"/run/ams-clone-{self.group_id}"
+        fs_uuid = ex.host.renew_filesystem_uuid(ex.state["block_device"], self.fs_type, scratch)
+        ex.state["fs_uuid"] = fs_uuid
+        with _db(ex) as conn:
+            store.update_group(conn, self.group_id, {"fs_uuid": fs_uuid})
 
 
 @dataclass

@@ -34,8 +34,8 @@ class CreateRequest:
     device_names: tuple  # EC2 device name per member
 
 
-def _array_steps(group_id, hostname, array_name, md_uuid, automount_array=True):
-    steps = [act.AssembleArray(group_id, hostname, array_name, md_uuid)]
+def _array_steps(group_id, hostname, array_name, md_uuid, automount_array=True, renew_uuid=False):
+    steps = [act.AssembleArray(group_id, hostname, array_name, md_uuid, renew_uuid=renew_uuid)]
     if automount_array:
         steps.append(act.SetMdadmConf(hostname, group_id, array_name))
     return steps
@@ -80,8 +80,12 @@ def plan_create(request, group_id, requests):
     return plan
 
 
-def plan_attach(group, members, target, device_names, mount_point, automount):
-    """Attach an existing group and assemble (never create) its array, then mount if asked."""
+def plan_attach(group, members, target, device_names, mount_point, automount, *, renew_identity=False):
+    """Attach an existing group and assemble (never create) its array, then mount if asked.
+
+    ``renew_identity`` (a clone's first attach): new array and filesystem UUIDs, so the clone can
+    live beside its original on one host.
+    """
     gid = group["id"]
     ids = [m["volume_id"] for m in members]
     plan = [
@@ -93,8 +97,11 @@ def plan_attach(group, members, target, device_names, mount_point, automount):
     if group["raid_level"] is None:
         plan.append(act.UseSingleDevice())
     else:
-        name = group["array_name"] or raid.array_name(gid)
-        plan += _array_steps(gid, target.hostname, name, group["md_uuid"], automount_array=automount)
+        name = raid.array_name(gid) if renew_identity else (group["array_name"] or raid.array_name(gid))
+        plan += _array_steps(gid, target.hostname, name, group["md_uuid"], automount_array=automount,
+                             renew_uuid=renew_identity)
+    if renew_identity:
+        plan.append(act.RenewFilesystemUuid(gid, target.hostname, group["fs_type"]))
     plan.append(act.RecordBlockDevice(gid))
     plan += _mount_steps(gid, target.hostname, mount_point, group["fs_type"], automount)
     return plan

@@ -264,13 +264,25 @@ def attach(ctx, *, group_id, host, instance, mount_point, automount, keep_on_fai
     hostdisk.verify_instance(target.instance_id)
     if mount_point:
         _check_not_mounted(hostdisk, target, mount_point)
-    plan = volume_plans.plan_attach(group, members, target, device_names, mount_point, automount and mount_point is not None)
+    plan = volume_plans.plan_attach(group, members, target, device_names, mount_point, automount and mount_point is not None,
+                                    renew_identity=_first_attach_of_clone(engine, group))
     ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.step,
                    state={"volume_ids": [m["volume_id"] for m in members], "fs_uuid": group["fs_uuid"]})
     result = _finish(ctx, plan, ex, dry_run, keep_on_failure=keep_on_failure)
     result.update(volume_group_id=group_id, instance_id=target.instance_id, mount_point=mount_point,
                   block_device=ex.state.get("block_device"))
     return result
+
+
+def _first_attach_of_clone(engine, group):
+    """A clone still carries its source's array and filesystem UUIDs until its first attach."""
+    if group.get("cloned_from_id") is None:
+        return False
+    from ..store import snapshot_groups
+
+    with engine.connect() as conn:
+        source = snapshot_groups.get_group(conn, group["cloned_from_id"])
+    return source is not None and source["fs_uuid"] == group["fs_uuid"]
 
 
 def _attached(conn, group_id):

@@ -76,3 +76,12 @@ def mkfs_argv(fs, device, *, label, chunk_kib=None, data_disks=1):
 def signature_probe_argv(device):
     """blkid's low-level probe: KEY=VALUE lines (TYPE, PTTYPE, UUID …) on stdout; exit 2 when blank."""
     return ["blkid", "-p", "-o", "export", check_device_arg(device)]
+
+
+def renew_uuid_argvs(fs, device):
+    """Commands that give the (unmounted, journal replayed) filesystem on ``device`` a new UUID."""
+    fs = check_filesystem(fs)
+    if fs == "xfs":
+        return [["xfs_admin", "-U", "generate", device]]
+    # tune2fs wants a freshly checked filesystem before it rewrites the UUID (metadata_csum)
+    return [["e2fsck", "-f", "-p", device], ["tune2fs", "-f", "-U", "random", device]]

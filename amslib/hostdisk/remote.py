@@ -11,7 +11,7 @@ import re
 
 from ..core.errors import ConflictError, RemoteCommandError
 from ..ssh.quoting import join, quote
-from . import devices, fstab, mdadmconf, raid, remote_files
+from . import devices, filesystem, freeze, fstab, mdadmconf, raid, remote_files
 from .mountpoint import check_mount_point
 
 log = logging.getLogger("ams.hostdisk")
@@ -165,17 +165,51 @@ class HostDisk:
                         found[raid.normalize_uuid(part[5:])] = parts[1]
         return found
 
-    def assemble(self, device, uuid, members):
-        """Assemble the array ``uuid`` from ``members`` as ``device``; return the md device in use.
+    def array_members(self, device):
+        """The real paths of the member devices of the active array ``device``."""
+        values = raid.parse_export(self.sudo(raid.detail_argv(device)).text)
+        names = [v for k, v in values.items() if k.startswith("MD_DEVICE_") and k.endswith("_DEV")]
+        return set(names)
 
-        An array the OS already assembled (udev does it for arrays it knows) is accepted as it is.
+    def realpaths(self, paths):
+        return self.run(["readlink", "-f", "--", *paths]).text.split()
+
+    def assemble(self, device, uuid, members, *, renew_uuid=False):
+        """Assemble the array from ``members`` as ``device``; return the md device in use.
+
+        An array the OS already assembled from these very members (udev does it for arrays it
+        knows) is used as it is; an active array with the same UUID but other members (the
+        original of a clone on the same host) is left alone.  ``renew_uuid``: give the array a
+        new random UUID (a clone must not share its original's).
         """
-        active = self.active_arrays()
-        if uuid in active:
-            log.info("%s: array %s is already assembled as %s", self.name, uuid, active[uuid])
-            return active[uuid]
-        self.sudo(raid.assemble_argv(device, uuid, members))
+        if not renew_uuid:
+            wanted = set(self.realpaths(members))
+            for active_uuid, active_device in self.active_arrays().items():
+                if active_uuid == uuid and self.array_members(active_device) == wanted:
+                    log.info("%s: array %s is already assembled as %s", self.name, uuid, active_device)
+                    return active_device
+        argv = raid.assemble_argv(device, uuid, members)
+        if renew_uuid:
+            argv = ["mdadm", "--assemble", device, "--run", "--update=uuid", *members]
+        self.sudo(argv)
         return device
+
+    def renew_filesystem_uuid(self, device, fs_type, scratch):
+        """Give the filesystem on ``device`` a new UUID (a clone must not share its original's).
+
+        The journal is replayed first by a mount at ``scratch`` (xfs with ``nouuid``, since the
+        original may be mounted on the same host), then the UUID is changed.
+        """
+        options = ["-o", "nouuid"] if fs_type == "xfs" else []
+        self.sudo(["mkdir", "-p", scratch])
+        self.sudo(["mount", "-t", fs_type, *options, device, scratch])
+        self.sudo(["umount", scratch])
+        self.sudo(["rmdir", scratch], check=False)
+        for argv in filesystem.renew_uuid_argvs(fs_type, device):
+            result = self.sudo(argv, timeout=self.slow_timeout, check=False)
+            if not (result.ok or (argv[0] == "e2fsck" and result.exit_status == 1)):  # 1: errors fixed
+                result.check()
+        return self.filesystem(device).get("UUID")
 
     def stop_array(self, device):
         result = self.sudo(raid.stop_argv(device), check=False)
@@ -209,6 +243,30 @@ class HostDisk:
 
     def umount(self, mount_point):
         self.sudo(["umount", mount_point])
+
+    # -- snapshot brackets ------------------------------------------------------------------------
+    def run_hook(self, command, which, *, timeout):
+        """Run a user's pre/post hook as root; RemoteCommandError (one line) when it fails."""
+        result = self.sudo(freeze.hook_command(command, timeout=timeout), timeout=timeout + 30, check=False)
+        if freeze.hook_timed_out(result.exit_status):
+            raise RemoteCommandError(f"host {self.name}: the {which} hook did not finish within {timeout:g}s and was killed",
+                                     command=result.command, exit_status=result.exit_status, stderr=result.stderr)
+        if not result.ok:
+            from ..ssh.result import stderr_tail
+
+            tail = stderr_tail(result.stderr)
+            raise RemoteCommandError(
+                f"host {self.name}: the {which} hook exited with status {result.exit_status}" + (f" ({tail})" if tail else ""),
+                command=result.command, exit_status=result.exit_status, stderr=result.stderr)
+        return result
+
+    def freeze(self, mount_point, watchdog_seconds):
+        """fsfreeze the filesystem; the host thaws it by itself after ``watchdog_seconds``."""
+        self.sudo(freeze.freeze_script(mount_point, watchdog_seconds), timeout=60)
+
+    def thaw(self, mount_point):
+        """Thaw (and stop the watchdog); returns the state the script reported."""
+        return freeze.thaw_state(self.sudo(freeze.thaw_script(mount_point), timeout=60).text)
 
     # -- configuration files -------------------------------------------------------------------
     def read_file(self, path):
