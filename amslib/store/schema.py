@@ -141,6 +141,8 @@ snapshot_schedules = Table(
     Column("description", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=True),
+    Column("freeze", Boolean, nullable=False, server_default="0"),
+    Column("updated_at", UtcDateTime(), nullable=True),
     Index("ix_snapshot_schedules_resource", "resource_type", "hostname", "instance_id"),
 )
 
@@ -171,6 +173,7 @@ snapshot_groups = Table(
     Column("source_hostname", String(255), nullable=True),
     Column("source_mount_point", String(255), nullable=True),
     Column("tags", Text, nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),  # while one ams deletes it (state deleting)
     Index("ix_snapshot_groups_volume_group", "volume_group_id", "created_at"),
     Index("ix_snapshot_groups_expires_at", "expires_at"),
     Index("ix_snapshot_groups_source", "source_hostname", "source_mount_point"),
@@ -198,4 +201,31 @@ snapshots = Table(
     Column("source_snapshot_id", Ec2Id(), nullable=True),  # for a copy: the snapshot it was copied from
     Index("ix_snapshots_snapshot_group_id", "snapshot_group_id"),
     Index("ix_snapshots_expires_at", "expires_at"),
+)
+
+schedule_runs = Table(
+    "schedule_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule_id", Integer, ForeignKey("snapshot_schedules.id"), nullable=False),
+    # the run's slot: its idempotency key (unique per schedule); NULL for runs asked for by hand
+    Column("slot", UtcDateTime(), nullable=True),
+    Column("manual", Boolean, nullable=False, server_default="0"),
+    Column("tiers", String(64), nullable=True),  # the tiers served: "hourly,daily"
+    # per tier, the slot start this run served (what the next runs count as taken)
+    Column("slot_hourly", UtcDateTime(), nullable=True),
+    Column("slot_daily", UtcDateTime(), nullable=True),
+    Column("slot_weekly", UtcDateTime(), nullable=True),
+    Column("slot_monthly", UtcDateTime(), nullable=True),
+    Column("slot_yearly", UtcDateTime(), nullable=True),
+    Column("outcome", String(16), nullable=False),  # running | succeeded | failed
+    Column("snapshot_group_id", Integer, ForeignKey("snapshot_groups.id"), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("runner", String(255), nullable=True),  # host:pid of the ams that ran it
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),  # a running run older than this was abandoned
+    UniqueConstraint("schedule_id", "slot", name="uq_schedule_runs_slot"),
+    Index("ix_schedule_runs_outcome", "schedule_id", "outcome"),
 )

@@ -117,6 +117,7 @@ def test_a_database_failure_mid_command_is_exit_8_with_one_line(ams_db, ams_env)
     engine = create_engine(ams_env["AMS_DB_URL"])
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE host_volumes")
+        conn.exec_driver_sql("DROP TABLE schedule_runs")
         conn.exec_driver_sql("DROP TABLE snapshots")
         conn.exec_driver_sql("DROP TABLE snapshot_groups")
         conn.exec_driver_sql("DROP TABLE snapshot_schedules")
