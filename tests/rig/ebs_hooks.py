@@ -4,8 +4,11 @@ Only the HTTP-layer response methods are wrapped (``moto.ec2.responses.elastic_b
 ElasticBlockStore`` and ``...instances.InstanceResponse``), so the hooks fire for real client
 requests only, never for moto's internal calls (root volumes of every instance get no file).
 They run in the server's request thread: the API answers after the hook is done (after the
-backing file exists, after the device is plugged into the guest, ...).  One model property is
-patched too: ``Volume.status`` reports the rig's "creating" (and "deleted") states.
+backing file exists, after the device is plugged into the guest, ...).  Some model properties
+are patched too: ``Volume.status`` reports the rig's "creating" (and "deleted") states,
+``Snapshot.progress`` a pending snapshot's rising Progress, ``Ami.block_device_mappings`` the
+mappings given to RegisterImage; ``Snapshot.state`` (new) gives CreateSnapshots' answer the
+State moto leaves out.
 
 What each request does besides moto's own work (files are ``<state>/volumes/<vol-id>.img`` and
 ``<state>/snapshots/<snap-id>.img``; ids are unique across regions; the delays are
@@ -34,7 +37,19 @@ What each request does besides moto's own work (files are ``<state>/volumes/<vol
   StopInstances completes pending busy detachments at once.
 - CreateSnapshot / CreateSnapshots: a sparse copy of each volume's file, taken before the answer,
   with the guests using the volumes paused (QMP stop/cont) during the copies: one point in time.
-- CopySnapshot (any region): a copy of the source snapshot's file.
+  CreateSnapshots honours ExcludeDataVolumeIds (moto ignores it): those volumes get no snapshot;
+  the root volume among them, or more than 40 ids, is InvalidParameterValue.  Each snapshot is
+  "pending" with a rising Progress ("0%" .. "99%") for ``timing.snapshot`` seconds, then
+  "completed" ("100%").
+- CopySnapshot (any region): a copy of the source snapshot's file (a source in state "error" is
+  IncorrectState).  The copy is "pending" for ``timing.copy`` seconds, then "completed" - or
+  "error" (its file removed) when ``rig.faults.fail_copy()`` claimed it.
+- CreateVolume from a snapshot in state "error": IncorrectState.
+- RegisterImage: the image's BlockDeviceMappings are the ones given (moto ignores them and makes
+  a snapshot of its own, which is dropped); a SnapshotId that does not exist is
+  InvalidSnapshot.NotFound.  DescribeImages filters ``block-device-mapping.*`` (snapshot-id,
+  device-name, volume-size, volume-type, delete-on-termination, encrypted; moto has none).
+- DeleteSnapshot of a snapshot a registered image maps: InvalidSnapshot.InUse, as on EC2.
 - DeleteVolume / DeleteSnapshot: the file is removed.
 - StopInstances / StartInstances / RebootInstances of guest instances: ``guest.stop()`` /
   ``guest.start()`` (then any attached volume the guest lacks is plugged) / ``guest.reboot()``.
@@ -42,14 +57,19 @@ What each request does besides moto's own work (files are ``<state>/volumes/<vol
   (the guest itself keeps running so that a session guest can be registered again).
 """
 
+import fnmatch
 import os
 import subprocess
+import time
 
 from tests.rig import ebs_rules
 from tests.rig.faults import RigApiError
 
 GIB = 1 << 30
 STATE_ATTR = "_ams_rig_state"  # on a moto Volume: "creating" or "deleted" overrides its status
+PENDING_ATTR = "_ams_rig_pending"  # on a moto Snapshot: {"start", "seconds", "progress"}
+MAPPINGS_ATTR = "_ams_rig_mappings"  # on a moto Ami: the BlockDeviceMappings of RegisterImage
+MAX_EXCLUDED = 40  # ExcludeDataVolumeIds per CreateSnapshots
 
 _active = {"rig": None}
 _originals = {}
@@ -86,6 +106,14 @@ def _internal(err, what):
     return RigApiError("InternalError", f"ams rig: {what}: {err}", 500)
 
 
+def pending_progress(record):
+    """Percent done (0..99) of a pending snapshot's ``PENDING_ATTR`` record."""
+    if record["seconds"] <= 0:
+        return 0
+    done = (time.monotonic() - record["start"]) / record["seconds"]
+    return max(0, min(99, int(done * 100)))
+
+
 # ---------------------------------------------------------------------------------------------
 # hooks on ElasticBlockStore (HTTP layer)
 
@@ -95,7 +123,10 @@ def _create_volume(orig, self):
     rig = _active["rig"]
     backend = self.ec2_backend
     snapshot_id = self._get_param("SnapshotId")
-    snapshot_size = backend.get_snapshot(snapshot_id).volume_size if snapshot_id else None
+    snapshot = backend.get_snapshot(snapshot_id) if snapshot_id else None
+    if snapshot is not None and snapshot.status == "error":
+        raise RigApiError("IncorrectState", f"Snapshot '{snapshot_id}' is in invalid state - error")
+    snapshot_size = snapshot.volume_size if snapshot is not None else None
     ebs_rules.check_create_volume(
         volume_type=self._get_param("VolumeType"), size=self._get_param("Size"),
         iops=self._get_param("Iops"), throughput=self._get_param("Throughput"),
@@ -238,15 +269,52 @@ def _describe_volumes(orig, self):
 def _create_snapshot(orig, self):
     rig = _active["rig"]
     result = orig(self)
+    rig._mark_pending(result.result)
     _copy_for_snapshots(rig, self.ec2_backend, [result.result])
+    rig._begin_pending(result.result, rig.timing.snapshot)
     return result
 
 
 def _create_snapshots(orig, self):
+    from moto.core.responses import ActionResult
+
     rig = _active["rig"]
+    backend = self.ec2_backend
+    spec = self._get_param("InstanceSpecification", {}) or {}
+    excluded = set(spec.get("ExcludeDataVolumeIds") or [])
+    _check_excluded(backend, spec.get("InstanceId"), excluded)
     result = orig(self)
-    _copy_for_snapshots(rig, self.ec2_backend, list(result.result["Snapshots"]))
-    return result
+    snapshots = list(result.result["Snapshots"])
+    kept = [snap for snap in snapshots if snap.volume.id not in excluded]
+    for snap in kept:
+        rig._mark_pending(snap)
+    for snap in snapshots:
+        if snap.volume.id in excluded:
+            backend.snapshots.pop(snap.id, None)
+            getattr(backend, "tags", {}).pop(snap.id, None)
+    _copy_for_snapshots(rig, backend, kept)
+    for snap in kept:
+        rig._begin_pending(snap, rig.timing.snapshot)
+    return ActionResult({"Snapshots": kept})
+
+
+def _check_excluded(backend, instance_id, excluded):
+    if not excluded or not instance_id:
+        return
+    if len(excluded) > MAX_EXCLUDED:
+        raise RigApiError(
+            "InvalidParameterValue",
+            f"ExcludeDataVolumeIds can name at most {MAX_EXCLUDED} volumes, not {len(excluded)}",
+        )
+    instance = backend.get_instance(instance_id)
+    root = instance.block_device_mapping.get(getattr(instance, "root_device_name", None))
+    root_id = getattr(root, "volume_id", None)
+    if root_id in excluded:
+        raise RigApiError(
+            "InvalidParameterValue",
+            f"The root volume {root_id} of {instance_id} cannot be in ExcludeDataVolumeIds; "
+            "use ExcludeBootVolume",
+        )
 
 
 def _copy_for_snapshots(rig, backend, snapshots):
@@ -272,26 +340,156 @@ def _copy_for_snapshots(rig, backend, snapshots):
 
 
 def _copy_snapshot(orig, self):
+    from moto.ec2.models import ec2_backends
+
     rig = _active["rig"]
+    backend = self.ec2_backend
     source_id = self._get_param("SourceSnapshotId")
+    source_region = self._get_param("SourceRegion") or backend.region_name
+    source_snapshot = ec2_backends[backend.account_id][source_region].snapshots.get(source_id)
+    if source_snapshot is not None and source_snapshot.status == "error":
+        raise RigApiError("IncorrectState", f"Snapshot '{source_id}' is in invalid state - error")
     result = orig(self)
     new_id = result.result["SnapshotId"]
+    snapshot = backend.snapshots.get(new_id)
+    if snapshot is not None:
+        rig._mark_pending(snapshot)
     source = rig.snapshot_path(source_id)
     if os.path.exists(source):
         try:
             sparse_copy(source, rig.snapshot_path(new_id))
         except Exception as err:
-            self.ec2_backend.snapshots.pop(new_id, None)
+            backend.snapshots.pop(new_id, None)
             raise _internal(err, f"copying the file of {source_id}")
+    if snapshot is not None:
+        fails = rig.faults.take_copy_failure(backend.region_name)
+        rig._begin_pending(snapshot, rig.timing.copy, "error" if fails else "completed")
     return result
 
 
 def _delete_snapshot(orig, self):
     rig = _active["rig"]
     snapshot_id = self._get_param("SnapshotId")
+    image_id = image_using(self.ec2_backend, snapshot_id)
+    if image_id is not None:
+        raise RigApiError(
+            "InvalidSnapshot.InUse", f"The snapshot {snapshot_id} is currently in use by {image_id}"
+        )
     result = orig(self)
     remove_file(rig.snapshot_path(snapshot_id))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# hooks on AmisResponse
+
+BDM_FILTERS = {  # DescribeImages filter -> (key in the mapping's Ebs, or None: the mapping)
+    "block-device-mapping.device-name": (None, "DeviceName"),
+    "block-device-mapping.snapshot-id": ("Ebs", "SnapshotId"),
+    "block-device-mapping.volume-size": ("Ebs", "VolumeSize"),
+    "block-device-mapping.volume-type": ("Ebs", "VolumeType"),
+    "block-device-mapping.delete-on-termination": ("Ebs", "DeleteOnTermination"),
+    "block-device-mapping.encrypted": ("Ebs", "Encrypted"),
+}
+
+
+def image_using(backend, snapshot_id):
+    """The id of a registered image (in ``backend``'s region) that maps ``snapshot_id``, or None."""
+    for ami in list(backend.amis.values()):
+        for mapping in ami.__dict__.get(MAPPINGS_ATTR) or ():
+            if (mapping.get("Ebs") or {}).get("SnapshotId") == snapshot_id:
+                return ami.id
+    return None
+
+
+def _register_image(orig, self):
+    backend = self.ec2_backend
+    mappings = self._get_param("BlockDeviceMappings") or []
+    snapshots = {}
+    for mapping in mappings:
+        snapshot_id = (mapping.get("Ebs") or {}).get("SnapshotId")
+        if snapshot_id:
+            snapshots[snapshot_id] = backend.get_snapshot(snapshot_id)
+    result = orig(self)
+    ami = backend.amis.get(result.result["ImageId"]) if mappings else None
+    if ami is None:
+        return result
+    own = getattr(ami, "ebs_snapshot", None)
+    if own is not None and own.from_ami == ami.id:
+        backend.snapshots.pop(own.id, None)  # EC2 makes no snapshot for RegisterImage
+    ami.__dict__[MAPPINGS_ATTR] = [_image_mapping(m, snapshots) for m in mappings]
+    return result
+
+
+def _image_mapping(mapping, snapshots):
+    out = {"DeviceName": mapping.get("DeviceName")}
+    for key in ("VirtualName", "NoDevice"):
+        if mapping.get(key) is not None:
+            out[key] = mapping[key]
+    ebs = mapping.get("Ebs")
+    if ebs is None:
+        return out
+    snapshot = snapshots.get(ebs.get("SnapshotId"))
+    encrypted = ebs.get("Encrypted")
+    if encrypted is None:
+        encrypted = bool(snapshot.encrypted) if snapshot is not None else False
+    delete = ebs.get("DeleteOnTermination")
+    out["Ebs"] = {
+        "DeleteOnTermination": True if delete is None else _bool(delete),
+        "VolumeType": ebs.get("VolumeType") or "gp2",
+        "Encrypted": _bool(encrypted),
+    }
+    if snapshot is not None:
+        out["Ebs"]["SnapshotId"] = snapshot.id
+    size = ebs.get("VolumeSize") or (snapshot.volume_size if snapshot is not None else None)
+    if size is not None:
+        out["Ebs"]["VolumeSize"] = int(size)
+    for key in ("Iops", "Throughput"):
+        if ebs.get(key) is not None:
+            out["Ebs"][key] = int(ebs[key])
+    if ebs.get("KmsKeyId"):
+        out["Ebs"]["KmsKeyId"] = ebs["KmsKeyId"]
+    return out
+
+
+def _bool(value):
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def _describe_images(orig, self):
+    """``block-device-mapping.*`` filters (any mapping matching any value, ``*``/``?``
+    wildcards, as on EC2); the other filters are moto's."""
+    from moto.core.responses import ActionResult
+
+    filters = self._filters_from_querystring()
+    ours = {k: v for k, v in filters.items() if k.startswith("block-device-mapping.")}
+    if not ours:
+        return orig(self)
+    self.error_on_dryrun()
+    for name in ours:
+        if name not in BDM_FILTERS:
+            raise RigApiError("InvalidParameterValue", f"The filter '{name}' is invalid")
+    images = self.ec2_backend.describe_images(
+        ami_ids=self._get_param("ImageIds", []),
+        filters={k: v for k, v in filters.items() if k not in ours},
+        exec_users=self._get_param("ExecutableUsers", []),
+        owners=self._get_param("Owners", []),
+    )
+    return ActionResult({"Images": [i for i in images if _image_matches(i, ours)]})
+
+
+def _image_matches(ami, filters):
+    mappings = ami.block_device_mappings
+    for name, patterns in filters.items():
+        where, key = BDM_FILTERS[name]
+        values = []
+        for mapping in mappings:
+            value = (mapping.get(where) or {}).get(key) if where else mapping.get(key)
+            if value is not None:
+                values.append(str(value).lower() if isinstance(value, bool) else str(value))
+        if not any(fnmatch.fnmatchcase(v, p) for v in values for p in patterns):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +546,10 @@ _HOOKS = {
         "copy_snapshot": _copy_snapshot,
         "delete_snapshot": _delete_snapshot,
     },
+    "amis.AmisResponse": {
+        "register_image": _register_image,
+        "describe_images": _describe_images,
+    },
     "instances.InstanceResponse": {
         "stop_instances": _stop_instances,
         "start_instances": _start_instances,
@@ -358,9 +560,9 @@ _HOOKS = {
 
 
 def _classes():
-    from moto.ec2.responses import elastic_block_store, instances
+    from moto.ec2.responses import amis, elastic_block_store, instances
 
-    modules = {"elastic_block_store": elastic_block_store, "instances": instances}
+    modules = {"elastic_block_store": elastic_block_store, "instances": instances, "amis": amis}
     for qual, hooks in _HOOKS.items():
         mod, cls = qual.split(".")
         yield getattr(modules[mod], cls), hooks
@@ -387,9 +589,35 @@ def _volume_status(orig):
     return property(status)
 
 
+def _snapshot_progress(orig):
+    def progress(self):
+        record = self.__dict__.get(PENDING_ATTR)
+        if record is None or self.status == "completed":
+            return orig.fget(self)
+        if self.status == "pending":
+            return f"{pending_progress(record)}%"
+        if record["progress"] is not None:
+            return f"{record['progress']}%"
+        return orig.fget(self)
+
+    progress.__doc__ = orig.__doc__
+    return property(progress)
+
+
+def _image_mappings(orig):
+    def block_device_mappings(self):
+        if MAPPINGS_ATTR in self.__dict__:
+            return self.__dict__[MAPPINGS_ATTR]
+        return orig.fget(self)
+
+    block_device_mappings.__doc__ = orig.__doc__
+    return property(block_device_mappings)
+
+
 def install(rig):
     """Activate the hooks for ``rig`` (patches the classes once per process)."""
-    from moto.ec2.models.elastic_block_store import Volume
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.models.elastic_block_store import Snapshot, Volume
 
     if _active["rig"] is not None and _active["rig"] is not rig:
         raise RuntimeError("another Ec2Rig is active in this process")
@@ -401,9 +629,15 @@ def install(rig):
             orig = cls.__dict__[name]
             _originals[(cls, name)] = orig
             setattr(cls, name, _make(orig, hook))
-    orig = Volume.__dict__["status"]
-    _originals[(Volume, "status")] = orig
-    Volume.status = _volume_status(orig)
+    for cls, name, wrap in ((Volume, "status", _volume_status),
+                            (Snapshot, "progress", _snapshot_progress),
+                            (Ami, "block_device_mappings", _image_mappings)):
+        orig = cls.__dict__[name]
+        _originals[(cls, name)] = orig
+        setattr(cls, name, wrap(orig))
+    if "state" not in Snapshot.__dict__:
+        _originals[(Snapshot, "state")] = None  # added: removed again by uninstall
+        Snapshot.state = property(lambda self: self.status, doc="The snapshot's State.")
 
 
 def uninstall(rig=None):
@@ -411,5 +645,8 @@ def uninstall(rig=None):
         return
     _active["rig"] = None
     for (cls, name), orig in _originals.items():
-        setattr(cls, name, orig)
+        if orig is None:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, orig)
     _originals.clear()

@@ -6,6 +6,8 @@
     iid = rig.register_instance(guest, region="us-east-1", zone="us-east-1a")
     ...
     rig.timing.attach = 1.0   # EC2's intermediate states last this long (tests.rig.timing)
+    rig.faults.fail_copy()    # the next CopySnapshot ends in "error" (tests.rig.faults)
+    rig.corrupt_snapshot(snap_id)   # random bytes in the middle of its backing file
     rig.reset()               # moto state, files, faults, counters, timing; guests cleaned,
                               # unplugged and unregistered
     rig.stop()                # also removes the state dir
@@ -39,6 +41,7 @@ log = logging.getLogger("ams.rig.ec2")
 ACCESS_KEY = "AKIAAMSRIGTESTING000"
 SECRET_KEY = "ams-rig-secret-key-not-a-real-one"
 ACCOUNT_ID = "123456789012"  # moto's default account
+MIB = 1 << 20
 DEFAULT_REGION = "us-east-1"
 IMAGE_NAME = "ams-rig-debian"
 
@@ -410,6 +413,23 @@ class Ec2Rig:
         delay = self.timing.detach if delay is None else delay
         self._scheduler.after(delay, _end_detaching, backend, volume, attachment)
 
+    def _mark_pending(self, snapshot):
+        """"pending" at "0%" while the hook copies the file (no request sees it "completed"
+        before ``_begin_pending``)."""
+        snapshot.__dict__[ebs_hooks.PENDING_ATTR] = {"start": time.monotonic(), "seconds": 0,
+                                                     "progress": None}
+        snapshot.status = "pending"
+
+    def _begin_pending(self, snapshot, seconds, outcome="completed"):
+        """The snapshot is "pending" with a rising Progress for ``seconds`` from now, then
+        ``outcome`` ("completed", or "error": its backing file is removed, Progress stays where
+        it was); at once when ``seconds`` is 0."""
+        snapshot.__dict__[ebs_hooks.PENDING_ATTR] = {"start": time.monotonic(),
+                                                     "seconds": seconds, "progress": None}
+        snapshot.status = "pending"
+        self._scheduler.after(seconds, _end_pending, snapshot, outcome,
+                              self.snapshot_path(snapshot.id))
+
     @contextlib.contextmanager
     def _client_token(self, backend, token):
         """The slot of a CreateVolume ClientToken, held for the request (same token at the same
@@ -443,6 +463,33 @@ class Ec2Rig:
     def busy(self):
         with self._lock:
             return sorted(self._busy)
+
+    def corrupt_snapshot(self, snapshot_id, offset_mib=None, length_mib=4):
+        """Overwrite ``length_mib`` MiB of the snapshot's backing file with random bytes, from
+        ``offset_mib`` (default: the middle of the file).  The file keeps its size; every
+        volume created from the snapshot afterwards carries the damage.  Returns
+        (offset, length) in bytes.  FileNotFoundError when the snapshot has no file (unknown,
+        deleted, or of a volume without one); ValueError when the range is not inside it."""
+        path = self.snapshot_path(snapshot_id)
+        size = os.path.getsize(path)
+        length = int(length_mib * MIB)
+        if offset_mib is None:
+            offset = max(0, (size - length) // 2) // MIB * MIB
+        else:
+            offset = int(offset_mib * MIB)
+        if length <= 0 or offset < 0 or offset + length > size:
+            raise ValueError(f"{snapshot_id}: {length_mib} MiB at {offset_mib} MiB is not inside "
+                             f"its {size / MIB:g} MiB file")
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            left = length
+            while left:
+                chunk = os.urandom(min(left, MIB))
+                f.write(chunk)
+                left -= len(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        return offset, length
 
     def _guest_stop(self, guest, instance_id):
         with self._glock(guest):
@@ -551,6 +598,17 @@ def _end_attaching(volume, instance, attachment):
 def _end_detaching(backend, volume, attachment):
     if volume.attachment is attachment and backend.volumes.get(volume.id) is volume:
         backend.detach_volume(volume.id, attachment.instance.id, attachment.device)
+
+
+def _end_pending(snapshot, outcome, path):
+    if snapshot.status != "pending":
+        return
+    if outcome == "error":
+        record = snapshot.__dict__.get(ebs_hooks.PENDING_ATTR)
+        if record is not None:
+            record["progress"] = ebs_hooks.pending_progress(record)
+        ebs_hooks.remove_file(path)
+    snapshot.status = outcome
 
 
 def _set_asset_tag(guest, instance_id):

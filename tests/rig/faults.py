@@ -8,6 +8,9 @@ error if one is armed for the action.  Errors use the EC2 XML error format that 
     <Response><Errors><Error><Code>..</Code><Message>..</Message></Error></Errors>
     <RequestID>..</RequestID></Response>
 
+``fail_copy`` is not an error answer: the CopySnapshot hook (``tests.rig.ebs_hooks``) accepts
+the copy and lets it end in state "error", as a failed copy does on EC2.
+
 Guest side (over SSH through ``Guest.run``): ``drop_ssh`` kills every sshd process of the guest
 except the listener (so every open SSH connection breaks, new ones still work);
 ``fail_command`` installs a wrapper in ``/usr/local/sbin`` (first in PATH and in Debian's sudo
@@ -75,6 +78,7 @@ class ApiFaults:
         self._lock = threading.Lock()
         self._faults = []
         self._latency = {}  # action or "*" -> seconds
+        self._copy_failures = []
 
     def fail_next(self, action, code="InternalError", count=1, status=None, message=None,
                   region=None):
@@ -90,6 +94,16 @@ class ApiFaults:
             self._faults.append(fault)
         return fault
 
+    def fail_copy(self, count=1, region=None):
+        """Make the next ``count`` CopySnapshot calls (in ``region``, the copy's destination;
+        None = any) succeed but the copies end in state "error" after being "pending" for
+        ``rig.timing.copy`` seconds, as a failed copy does on EC2.  Returns the fault;
+        ``fault.fired`` counts the copies it failed."""
+        fault = _Fault("CopySnapshot", "error", None, int(count), None, region)
+        with self._lock:
+            self._copy_failures.append(fault)
+        return fault
+
     def set_latency(self, seconds, action="*"):
         """Add ``seconds`` of delay to every call of ``action`` ("*" = all); 0 removes it."""
         with self._lock:
@@ -99,18 +113,32 @@ class ApiFaults:
                 self._latency.pop(action, None)
 
     def pending(self):
+        """(action, code, remaining) of armed faults; a ``fail_copy`` shows as
+        ("CopySnapshot", "error", n)."""
         with self._lock:
-            return [(f.action, f.code, f.remaining) for f in self._faults if f.remaining > 0]
+            return [(f.action, f.code, f.remaining) for f in self._faults + self._copy_failures
+                    if f.remaining > 0]
 
     def clear(self):
         with self._lock:
             self._faults.clear()
             self._latency.clear()
+            self._copy_failures.clear()
 
     # -- used by the call_action wrapper --
     def latency_for(self, action):
         with self._lock:
             return self._latency.get(action, 0.0) + self._latency.get("*", 0.0)
+
+    def take_copy_failure(self, region):
+        """True when an armed ``fail_copy`` claims this CopySnapshot (used by the hook)."""
+        with self._lock:
+            for fault in self._copy_failures:
+                if fault.remaining > 0 and fault.region in (None, region):
+                    fault.remaining -= 1
+                    fault.fired += 1
+                    return True
+        return False
 
     def take(self, action, region):
         with self._lock:

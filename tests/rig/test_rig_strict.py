@@ -56,16 +56,18 @@ def _available_volume(rig, ec2, **params):
 
 def test_timing_defaults_set_and_reset(ec2_clean):
     assert ec2_clean.timing.as_dict() == DEFAULTS == {"volume_create": 0.3, "attach": 0.3,
-                                                      "detach": 0.2}
+                                                      "detach": 0.2, "snapshot": 1.0,
+                                                      "copy": 1.0}
     ec2_clean.timing.attach = 2
     ec2_clean.timing.set(volume_create=0, detach=1.5)
-    assert ec2_clean.timing.as_dict() == {"volume_create": 0.0, "attach": 2.0, "detach": 1.5}
+    assert ec2_clean.timing.as_dict() == dict(DEFAULTS, volume_create=0.0, attach=2.0,
+                                              detach=1.5)
     with pytest.raises(ValueError):
         ec2_clean.timing.detach = -1
     with pytest.raises(TypeError):
-        ec2_clean.timing.set(snapshot=1)
+        ec2_clean.timing.set(bogus=1)
     with pytest.raises(AttributeError):
-        ec2_clean.timing.snapshot = 1
+        ec2_clean.timing.bogus = 1
     ec2_clean.reset()
     assert ec2_clean.timing.as_dict() == DEFAULTS
     assert Timing(attach=0).as_dict() == dict(DEFAULTS, attach=0.0)

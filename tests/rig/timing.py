@@ -1,23 +1,25 @@
 """How long the rig's EBS state changes take, and the timers that end them.
 
-EC2 answers CreateVolume, AttachVolume and DetachVolume at once and finishes the work later:
-the volume is "creating", the attachment "attaching" or "detaching" for a while.  moto changes
-every state instantly; the rig puts these intermediate states back (``tests.rig.ebs_hooks``) and
-ends each one with a timer from ``Scheduler``.
+EC2 answers CreateVolume, AttachVolume, DetachVolume, CreateSnapshot(s) and CopySnapshot at
+once and finishes the work later: the volume is "creating", the attachment "attaching" or
+"detaching", the snapshot "pending" for a while.  moto changes every state instantly; the rig
+puts these intermediate states back (``tests.rig.ebs_hooks``) and ends each one with a timer
+from ``Scheduler``.
 
     rig.timing.attach = 2.0          # seconds; 0 = instant (as plain moto)
-    rig.timing.set(volume_create=0, attach=0, detach=0)
+    rig.timing.set(volume_create=0, attach=0, detach=0, snapshot=0, copy=0)
     rig.reset()                      # back to DEFAULTS
 """
 
 import threading
 
-DEFAULTS = {"volume_create": 0.3, "attach": 0.3, "detach": 0.2}
+DEFAULTS = {"volume_create": 0.3, "attach": 0.3, "detach": 0.2, "snapshot": 1.0, "copy": 1.0}
 
 
 class Timing:
     """Seconds a new volume stays "creating" (``volume_create``), an attachment "attaching"
-    (``attach``) and a detach "detaching" (``detach``, after the guest let the disk go)."""
+    (``attach``), a detach "detaching" (``detach``, after the guest let the disk go), a new
+    snapshot "pending" (``snapshot``) and a snapshot copy "pending" (``copy``)."""
 
     __slots__ = tuple(DEFAULTS)
 
