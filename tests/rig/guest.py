@@ -50,7 +50,7 @@ QEMU = os.environ.get("AMS_RIG_QEMU", "qemu-system-x86_64")
 BY_ID_PREFIX = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
 DMI_ASSET_TAG = "/sys/devices/virtual/dmi/id/board_asset_tag"
 ASSET_TAG_FILE = "/var/lib/ams-rig/board_asset_tag"  # mounted at boot by ams-rig-asset-tag.service
-MAX_CHANNELS = 8  # sshd's MaxSessions is 10; the server frees a session a moment after its close
+MAX_CHANNELS = 6  # sshd's MaxSessions is 10; a loaded guest frees a session a while after its close
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
 
 _live: "set[Guest]" = set()
@@ -534,17 +534,17 @@ class Guest:
             return self._run_channel(command, timeout, sudo)
 
     def _open_channel(self) -> paramiko.Channel:
-        refused_until = time.monotonic() + 10
+        refused_until = time.monotonic() + 60
         attempt = 0
         while True:
             client = self._client()
             try:
-                return client.get_transport().open_session(timeout=15)
+                return client.get_transport().open_session(timeout=30)
             except paramiko.ChannelException:
                 # MaxSessions reached: sessions closed a moment ago are not freed yet
                 if time.monotonic() > refused_until:
                     raise
-                time.sleep(0.1)
+                time.sleep(0.2)
             except (paramiko.SSHException, OSError, EOFError, AttributeError):
                 self._drop_ssh()
                 attempt += 1
