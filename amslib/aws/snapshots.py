@@ -472,3 +472,23 @@ class Snapshots:
                     for snapshot in page.get("Snapshots", []):
                         found[snapshot["SnapshotId"]] = snapshot
         return found
+
+    def in_use_by_images(self, snapshot_ids):
+        """{snapshot id: AMI id} of the given snapshots that this account's AMIs use (EC2 refuses
+        to delete those, so a group is checked whole before any member is deleted)."""
+        snapshot_ids = list(dict.fromkeys(snapshot_ids))
+        used = {}
+        if not snapshot_ids:
+            return used
+        paginator = self.ec2.get_paginator("describe_images")
+        with aws_errors(f"DescribeImages in {self.region}"):
+            for chunk in _chunks(snapshot_ids, FILTER_CHUNK):
+                pages = paginator.paginate(Owners=["self"],
+                                           Filters=[{"Name": "block-device-mapping.snapshot-id", "Values": chunk}])
+                for page in pages:
+                    for image in page.get("Images", []):
+                        for mapping in image.get("BlockDeviceMappings", []):
+                            snapshot_id = mapping.get("Ebs", {}).get("SnapshotId")
+                            if snapshot_id in chunk:
+                                used[snapshot_id] = image["ImageId"]
+        return used

@@ -25,6 +25,13 @@ def _cell(value):
     return str(value)
 
 
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 class Output:
     """Formats results for the chosen ``--output`` and verbosity."""
 
@@ -47,6 +54,13 @@ class Output:
     def step(self, message):
         """A step of a long command (stderr, only with -v): what runs now, for people watching."""
         if self.verbose and not self.quiet:
+            print(message, file=self.stderr, flush=True)
+
+    def waiting(self, message):
+        """Progress of a long wait (percentages): on a terminal, or with -v; never with -q."""
+        if self.quiet:
+            return
+        if self.verbose or _isatty(self.stderr):
             print(message, file=self.stderr, flush=True)
 
     def warning(self, message):

@@ -44,6 +44,10 @@ _DAEMON_RELOAD = "if [ -d /run/systemd/system ]; then systemctl daemon-reload; f
 EDIT_ATTEMPTS = 3
 
 
+class FreezeRefused(ConflictError):
+    """The host refused to freeze (nothing was frozen, so nothing must be thawed)."""
+
+
 def _sha256(text):
     import hashlib
 
@@ -245,9 +249,10 @@ class HostDisk:
         self.sudo(["umount", mount_point])
 
     # -- snapshot brackets ------------------------------------------------------------------------
-    def run_hook(self, command, which, *, timeout):
+    def run_hook(self, command, which, *, timeout, env=None):
         """Run a user's pre/post hook as root; RemoteCommandError (one line) when it fails."""
-        result = self.sudo(freeze.hook_command(command, timeout=timeout), timeout=timeout + 30, check=False)
+        line = freeze.hook_command(command, timeout=timeout, env=env)
+        result = self.sudo(line, timeout=timeout + freeze.HOOK_KILL_AFTER_S + 10, check=False)
         if freeze.hook_timed_out(result.exit_status):
             raise RemoteCommandError(f"host {self.name}: the {which} hook did not finish within {timeout:g}s and was killed",
                                      command=result.command, exit_status=result.exit_status, stderr=result.stderr)
@@ -261,12 +266,25 @@ class HostDisk:
         return result
 
     def freeze(self, mount_point, watchdog_seconds):
-        """fsfreeze the filesystem; the host thaws it by itself after ``watchdog_seconds``."""
-        self.sudo(freeze.freeze_script(mount_point, watchdog_seconds), timeout=60)
+        """fsfreeze the filesystem; the host thaws it by itself after ``watchdog_seconds``.
+
+        FreezeRefused (nothing was frozen: not mounted, busy, a system filesystem) must not be
+        followed by a thaw; any other failure may have frozen it, so the caller thaws.
+        """
+        script = freeze.freeze_script(mount_point, watchdog_seconds)
+        result = self.sudo(script, check=False,
+                           timeout=watchdog_seconds + freeze.LOCK_TIMEOUT_S + freeze.WATCHDOG_START_S + 10)
+        reason = result.stderr_text.strip().splitlines()[-1].removeprefix("ams: ") if result.stderr_text.strip() else ""
+        if result.exit_status in (freeze.EXIT_NOT_MOUNTED, freeze.EXIT_BUSY, freeze.EXIT_REFUSED):
+            raise FreezeRefused(f"host {self.name}: cannot freeze {mount_point}: {reason}")
+        if not result.ok or result.text.strip() != freeze.FROZEN:
+            raise RemoteCommandError(f"host {self.name}: freezing {mount_point} failed: {reason or 'no answer'}",
+                                     command=result.command, exit_status=result.exit_status, stderr=result.stderr)
 
     def thaw(self, mount_point):
         """Thaw (and stop the watchdog); returns the state the script reported."""
-        return freeze.thaw_state(self.sudo(freeze.thaw_script(mount_point), timeout=60).text)
+        result = self.sudo(freeze.thaw_script(mount_point), timeout=freeze.LOCK_TIMEOUT_S + 30)
+        return freeze.thaw_state(result.text)
 
     # -- configuration files -------------------------------------------------------------------
     def read_file(self, path):
