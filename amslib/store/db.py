@@ -45,13 +45,22 @@ def create_engine(url):
     except (NoSuchModuleError, ImportError) as exc:
         raise DatabaseError(f"no driver for {safe_url(url)}: {exc}") from None
     if backend == "sqlite":
+        # SQLAlchemy's documented pysqlite recipe: the driver would begin no transaction before a
+        # SELECT or DDL (so a read-then-write was not atomic and migrations not transactional);
+        # instead every transaction starts with BEGIN IMMEDIATE, which takes the write lock at
+        # once, so concurrent ams processes serialise on it (waiting up to the busy timeout).
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -1,5 +1,6 @@
 """Column types shared by the schema and the migrations."""
 
+import os
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, String
@@ -38,5 +39,25 @@ class UtcDateTime(TypeDecorator):
 
 
 def utcnow():
-    """The current time in UTC, to the second (MySQL DATETIME has no fraction by default)."""
+    """The current time in UTC, to the second (MySQL DATETIME has no fraction by default).
+
+    ``AMS_NOW`` (ISO 8601 in UTC, e.g. ``2027-01-01T00:00:00Z``) sets the clock, for tests and
+    simulations of schedules; every command reads the time through here.
+    """
+    fixed = os.environ.get("AMS_NOW")
+    if fixed:
+        return parse_now(fixed)
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def parse_now(text):
+    """``AMS_NOW`` as an aware UTC datetime; ConfigError when it is not ISO 8601 with a UTC offset."""
+    from ..core.errors import ConfigError
+
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"AMS_NOW must be an ISO 8601 time in UTC such as 2027-01-01T00:00:00Z, not {text!r}") from None
+    if value.tzinfo is None:
+        raise ConfigError(f"AMS_NOW must give its time zone (end it with Z for UTC), not {text!r}")
+    return value.astimezone(timezone.utc).replace(microsecond=0)
