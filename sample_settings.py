@@ -39,6 +39,13 @@ SUDO_PASSWORD = None          # None: sudo must be passwordless; sent on stdin, 
 # --- Volumes ------------------------------------------------------------------
 DEVICE_TIMEOUT = 120.0        # seconds to wait for an attached EBS volume to show up as a device
 
+# --- Snapshots ----------------------------------------------------------------
+HOOK_TIMEOUT = 600.0          # seconds a --pre or --post hook may run on the host
+FREEZE_TIMEOUT = 120.0        # with --freeze: the host thaws the filesystem by itself after this,
+                              # even if ams or the connection dies (the snapshot starts in seconds)
+SNAPSHOT_WAIT_TIMEOUT = 7200.0  # seconds to wait for snapshots and cross-region copies
+SCHEDULE_WORKERS = 4          # due schedules that 'ams snapshot schedule run' snapshots at once
+
 # --- Hosts --------------------------------------------------------------------
 # How discovery names a new host (the name ams uses to SSH to it): the first of
 # these that the instance has. Choices: name-tag, private-dns, public-dns,

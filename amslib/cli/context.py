@@ -63,6 +63,10 @@ class Context:
             self._ssh = SshPool(self.settings)
         return self._ssh
 
+    def prepare_for_threads(self):
+        """Create the shared AWS clients and SSH pool now, before worker threads use them."""
+        return self.aws, self.ssh
+
     def close(self):
         if self._ssh is not None:
             self._ssh.close_all()

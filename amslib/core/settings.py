@@ -46,6 +46,11 @@ DEFAULTS = {
     "SUDO_PASSWORD": None,
     # Volumes
     "DEVICE_TIMEOUT": 120.0,  # seconds to wait for an attached volume's device to appear on the host
+    # Snapshots
+    "HOOK_TIMEOUT": 600.0,  # seconds a --pre or --post hook may run
+    "FREEZE_TIMEOUT": 120.0,  # a frozen filesystem is thawed on the host by itself after this
+    "SNAPSHOT_WAIT_TIMEOUT": 7200.0,  # seconds to wait for snapshots and copies to complete
+    "SCHEDULE_WORKERS": 4,  # due schedules snapshotted at once by 'schedule run'
     # Hosts
     "HOSTNAME_RULE": "name-tag,private-dns,private-ip",  # order tried for new hosts
     # Logging
