@@ -21,6 +21,7 @@ from datetime import timedelta
 from ..core.errors import AmsError, ConflictError, NotFoundError, RemoteCommandError, UsageError
 from ..hostdisk import freeze as freeze_mod
 from ..hostdisk.mountpoint import check_mount_point
+from ..instance.validation import check_row_id
 from ..store import snapshot_groups as store
 from ..store import volume_groups as vg_store
 from ..store.types import utcnow
@@ -47,13 +48,7 @@ def check_description(text):
 
 
 def check_snapshot_group_id(text):
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise UsageError(f"invalid snapshot group id {text!r}: expected a whole number") from None
-    if value < 1:
-        raise UsageError(f"invalid snapshot group id {text!r}: expected a whole number >= 1")
-    return value
+    return check_row_id(text, "snapshot group id")
 
 
 def load_snapshot_group(conn, group_id):

@@ -13,7 +13,7 @@ import secrets
 from ..core.errors import ConflictError, NotFoundError, UsageError
 from ..hostdisk import devices, filesystem, raid
 from ..hostdisk.mountpoint import check_mount_point
-from ..instance.validation import check_hostname, check_instance_id
+from ..instance.validation import check_hostname, check_instance_id, check_row_id
 from ..store import hosts as host_store
 from ..store import volume_groups as store
 from ..store.types import utcnow
@@ -61,13 +61,7 @@ def resolve_target(conn, host=None, instance=None):
 
 
 def check_group_id(text):
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise UsageError(f"invalid volume group id {text!r}: expected a whole number") from None
-    if value < 1:
-        raise UsageError(f"invalid volume group id {text!r}: expected a whole number >= 1")
-    return value
+    return check_row_id(text, "volume group id")
 
 
 def load_group(conn, group_id):

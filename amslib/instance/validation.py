@@ -64,6 +64,18 @@ def check_ec2_id(text, prefix, what):
     return value
 
 
+def check_row_id(text, what):
+    """``text`` as the whole-number id (>= 1) of a database row (volume group, snapshot group,
+    schedule), else UsageError."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UsageError(f"invalid {what} {text!r}: expected a whole number") from None
+    if value < 1:
+        raise UsageError(f"invalid {what} {text!r}: expected a whole number >= 1")
+    return value
+
+
 def check_instance_id(text):
     return check_ec2_id(text, "i", "instance id")
 

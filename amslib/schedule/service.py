@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ..core.errors import AmsError, ConflictError, NotFoundError, UsageError
+from ..instance.validation import check_row_id
 from ..store import schedules as store
 from ..store.types import utcnow
 from . import slots
@@ -32,13 +33,7 @@ RETENTION_COLUMNS = ("retain_hourly", "retain_daily", "retain_weekly", "retain_m
 
 
 def check_schedule_id(text):
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise UsageError(f"invalid schedule id {text!r}: expected a whole number") from None
-    if value < 1:
-        raise UsageError(f"invalid schedule id {text!r}: expected a whole number >= 1")
-    return value
+    return check_row_id(text, "schedule id")
 
 
 def settings_of(row):
