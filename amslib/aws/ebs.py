@@ -194,17 +194,20 @@ def run_batch(ec2, region, action, items, call, *, max_workers, say, stop_on_err
     return [done[index] for index in range(len(items))]
 
 
-class Ebs:
-    """EBS volume calls in one region."""
+class RegionCalls:
+    """EC2 calls in one region: the client (made on first use), a bound on parallel calls,
+    the waiter delay, and a progress callback.  Base of the volume and snapshot adapters."""
 
-    def __init__(self, aws_clients, region, *, max_workers=8, progress=None, waiter_delay=WAITER_DELAY):
+    DEFAULT_WAITER_DELAY = WAITER_DELAY
+
+    def __init__(self, aws_clients, region, *, max_workers=8, progress=None, waiter_delay=None):
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.aws = aws_clients
         self.region = region
         self.max_workers = max_workers
         self.progress = progress
-        self.waiter_delay = waiter_delay
+        self.waiter_delay = self.DEFAULT_WAITER_DELAY if waiter_delay is None else waiter_delay
         self._ec2 = None
 
     @property
@@ -216,6 +219,10 @@ class Ebs:
     def _say(self, message):
         if self.progress:
             self.progress(message)
+
+
+class Ebs(RegionCalls):
+    """EBS volume calls in one region."""
 
     # -- batches ---------------------------------------------------------------------------
     def _batch(self, action, items, call, stop_on_error, done_message):

@@ -32,7 +32,7 @@ import time
 
 from ..core.errors import AmsError, AwsError, ConflictError, NotFoundError, UsageError
 from .clients import NOT_FOUND_CODES, aws_errors
-from .ebs import CLIENT_TOKEN_RE, BatchError, Ebs, _chunks, _tag_list, run_batch, waiter_attempts
+from .ebs import CLIENT_TOKEN_RE, BatchError, Ebs, RegionCalls, _chunks, _tag_list, run_batch, waiter_attempts
 
 log = logging.getLogger("ams.aws.snapshots")
 
@@ -110,29 +110,14 @@ def _unique(ids, what):
     return ids
 
 
-class Snapshots:
+class Snapshots(RegionCalls):
     """EBS snapshot calls in one region."""
 
-    def __init__(self, aws_clients, region, *, max_workers=8, progress=None, waiter_delay=WAITER_DELAY):
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
-        self.aws = aws_clients
-        self.region = region
-        self.max_workers = max_workers
-        self.progress = progress
-        self.waiter_delay = waiter_delay
+    DEFAULT_WAITER_DELAY = WAITER_DELAY
+
+    def __init__(self, aws_clients, region, **kw):
+        super().__init__(aws_clients, region, **kw)
         self.not_found_grace = NOT_FOUND_GRACE
-        self._ec2 = None
-
-    @property
-    def ec2(self):
-        if self._ec2 is None:
-            self._ec2 = self.aws.ec2(self.region)
-        return self._ec2
-
-    def _say(self, message):
-        if self.progress:
-            self.progress(message)
 
     def _batch(self, action, items, call, stop_on_error, done_message=None, say=True):
         items = list(items)
