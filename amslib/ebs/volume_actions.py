@@ -7,12 +7,16 @@ really happened; ``undo(ex)`` (when present) reverses it.  Values known only whi
 (volume ids, OS devices, UUIDs) travel in ``ex.state``.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from ..hostdisk import devices, filesystem, raid
 from ..ssh.quoting import join
 from ..store import volume_groups as store
 from ..store.types import utcnow
+
+
+log = logging.getLogger("ams.ebs.volumes")
 
 
 def _db(ex):
@@ -98,6 +102,7 @@ class AttachVolumes:
     instance_id: str
     device_names: list  # EC2 device name per member, in member order
     mount_point: str = None
+    created_here: bool = False  # the volumes were made by this command: undo may force the detach
     partial_undo = True
 
     def describe(self):
@@ -130,8 +135,16 @@ class AttachVolumes:
 
     def undo(self, ex):
         attached = list(ex.state.get("attached", {}))
+        if attached and ex.host is not None and ex.state.get("os_devices"):
+            try:  # e.g. an array udev assembled by itself from the new members
+                ex.host.stop_arrays_holding(ex.state["os_devices"])
+            except Exception as exc:
+                if not self.created_here:
+                    raise
+                log.warning("could not stop what holds the new volumes on the host (%s); forcing the detach", exc)
         if attached:
-            ex.ec2.detach(attached, self.instance_id)
+            # volumes this command created hold nothing of the user's: force them off
+            ex.ec2.detach(attached, self.instance_id, force=self.created_here)
             ex.ec2.wait_detached(attached)
         with _db(ex) as conn:
             for volume_id in attached:

@@ -56,7 +56,7 @@ def plan_create(request, group_id, requests):
     plan = [
         act.CreateVolumes(group_id, requests),
         act.WaitAvailable(),
-        act.AttachVolumes(group_id, t.instance_id, list(request.device_names), request.mount_point),
+        act.AttachVolumes(group_id, t.instance_id, list(request.device_names), request.mount_point, created_here=True),
         act.WaitAttached(),
         act.VerifyInstance(t.hostname, t.instance_id),
         act.WaitDevices(t.hostname, None, list(request.device_names)),
@@ -89,7 +89,7 @@ def plan_attach(group, members, target, device_names, mount_point, automount, *,
     gid = group["id"]
     ids = [m["volume_id"] for m in members]
     plan = [
-        act.AttachVolumes(gid, target.instance_id, list(device_names), mount_point),
+        act.AttachVolumes(gid, target.instance_id, list(device_names), mount_point, created_here=renew_identity),
         act.WaitAttached(),
         act.VerifyInstance(target.hostname, target.instance_id),
         act.WaitDevices(target.hostname, ids, list(device_names)),

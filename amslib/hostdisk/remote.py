@@ -163,7 +163,7 @@ class HostDisk:
         found = {}
         for line in text.splitlines():
             parts = line.split()
-            if len(parts) >= 2 and parts[0] == "ARRAY":
+            if len(parts) >= 2 and parts[0] in ("ARRAY", "INACTIVE-ARRAY"):  # udev may hold a partial one
                 for part in parts[2:]:
                     if part.startswith("UUID="):
                         found[raid.normalize_uuid(part[5:])] = parts[1]
@@ -171,9 +171,9 @@ class HostDisk:
 
     def array_members(self, device):
         """The real paths of the member devices of the active array ``device``."""
-        values = raid.parse_export(self.sudo(raid.detail_argv(device)).text)
+        values = raid.parse_export(self.sudo(raid.detail_argv(device), check=False).text)
         names = [v for k, v in values.items() if k.startswith("MD_DEVICE_") and k.endswith("_DEV")]
-        return set(names)
+        return set(self.realpaths(names)) if names else set()
 
     def realpaths(self, paths):
         return self.run(["readlink", "-f", "--", *paths]).text.split()
@@ -186,12 +186,15 @@ class HostDisk:
         original of a clone on the same host) is left alone.  ``renew_uuid``: give the array a
         new random UUID (a clone must not share its original's).
         """
-        if not renew_uuid:
-            wanted = set(self.realpaths(members))
-            for active_uuid, active_device in self.active_arrays().items():
-                if active_uuid == uuid and self.array_members(active_device) == wanted:
+        self.sudo(["udevadm", "settle", "--timeout=30"], check=False)  # udev may be assembling it now
+        wanted = set(self.realpaths(members))
+        for active_uuid, active_device in self.active_arrays().items():
+            if active_uuid == uuid and self.array_members(active_device) == wanted:
+                if not renew_uuid:
                     log.info("%s: array %s is already assembled as %s", self.name, uuid, active_device)
                     return active_device
+                # udev assembled the clone's members by itself: stop it to assemble it anew
+                self._stop_unmounted(active_device)
         argv = raid.assemble_argv(device, uuid, members)
         if renew_uuid:
             argv = ["mdadm", "--assemble", device, "--run", "--update=uuid", *members]
@@ -214,6 +217,25 @@ class HostDisk:
             if not (result.ok or (argv[0] == "e2fsck" and result.exit_status == 1)):  # 1: errors fixed
                 result.check()
         return self.filesystem(device).get("UUID")
+
+    def mounted_at(self, device):
+        """Where ``device`` is mounted (findmnt resolves the device's names)."""
+        result = self.run(["findmnt", "-rn", "-o", "TARGET", "--source", device], check=False)
+        return result.text.split() if result.ok else []
+
+    def _stop_unmounted(self, md_device):
+        mounted = self.mounted_at(md_device)
+        if mounted:
+            raise ConflictError(f"host {self.name}: {md_device} is mounted at {mounted[0]}; refusing to stop it")
+        self.stop_array(md_device)
+
+    def stop_arrays_holding(self, devices):
+        """Stop every (unmounted) array that holds one of ``devices``: what an attach left
+        assembled must go before its volumes can be detached."""
+        wanted = set(self.realpaths(devices))
+        for active_device in set(self.active_arrays().values()):
+            if self.array_members(active_device) & wanted:
+                self._stop_unmounted(active_device)
 
     def stop_array(self, device):
         result = self.sudo(raid.stop_argv(device), check=False)

@@ -21,8 +21,8 @@ def utc(text):
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_host_schedule_with_hooks_and_freeze_follows_the_mount_point(ams_db, guest_instance, ec2_clean, monkeypatch):
-    ams, inst, rig = ams_db, guest_instance, ec2_clean
+def test_host_schedule_with_hooks_and_freeze_follows_the_mount_point(ams_db, guest_instance, monkeypatch):
+    ams, inst = ams_db, guest_instance
     g = inst.guest
     ok(ams("host", "discovery", "--region", "us-east-1"))
     first = ok(ams("--output", "json", "volume", "create", "-H", inst.name, "-n", 2, "-s", 1,

@@ -5,7 +5,6 @@ Scenarios share the session guest; one of them moves it to another region (a new
 eu-west-1) to prove clones across regions.
 """
 
-import shlex
 import threading
 import time
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.rig import faults
 from tests.integration.test_volumes_guest import (
-    ams_volumes, checksum, fstab_lines, gsh, listing, mdadm_arrays, mounted_source, ok, one_error, write_data,
+    ams_volumes, checksum, fstab_lines, gsh, mdadm_arrays, ok, one_error, write_data,
 )
 
 pytestmark = pytest.mark.guest
@@ -212,7 +211,6 @@ def test_faults_leave_the_filesystem_thawed_and_the_post_hook_run(setup, monkeyp
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_delete_refused_bad_input_and_failed_copy_change_nothing(setup, monkeypatch):
     ams, inst, rig = setup
-    g = inst.guest
     gid = ok(ams("--output", "json", "volume", "create", "-H", inst.name, "-n", 1, "-s", 1,
                  "-m", "/srv/b")).json["volume_group_id"]
     created = ok(ams("--output", "json", "snapshot", "create", "volume", gid, "--wait")).json
