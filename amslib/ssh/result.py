@@ -1,5 +1,6 @@
 """The outcome of one remote command."""
 
+import re
 from dataclasses import dataclass
 
 from ..core.errors import RemoteCommandError
@@ -10,7 +11,9 @@ STDERR_TAIL_CHARS = 400
 
 
 def shorten(text, limit):
-    """``text`` cut to ``limit`` characters (with an ellipsis when cut)."""
+    """``text`` on one line (a script's line breaks shown as '; '), cut to ``limit`` characters
+    (with an ellipsis when cut): error messages are one line."""
+    text = re.sub(r"\s*\n\s*", "; ", text.strip())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -34,3 +34,10 @@ def test_stderr_tail_is_bounded():
     tail = stderr_tail(b"y" * 10000)
     assert len(tail) == 400 and tail.startswith("...")
     assert stderr_tail(b"") == "" and stderr_tail(None) == ""
+
+
+def test_a_failing_script_is_shown_on_one_line():
+    result = CommandResult("db1", "set -e\n  mkdir -p /x\n  mount /x\n", 3, b"", b"mount: failed\n")
+    with pytest.raises(RemoteCommandError) as err:
+        result.check()
+    assert "\n" not in str(err.value) and "set -e; mkdir -p /x; mount /x" in str(err.value)
