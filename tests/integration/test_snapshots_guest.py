@@ -37,6 +37,24 @@ def writable(guest, mount_point):
     return rc == 0
 
 
+def drop_ssh_during_snapshot_call(rig, guest, block_seconds=0):
+    """A thread that cuts every SSH session to the guest as soon as ams's CreateSnapshots call
+    reaches the rig, i.e. between freeze and thaw (give that call some latency)."""
+    before = rig.counts().get("CreateSnapshots", 0)
+
+    def run():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if rig.counts().get("CreateSnapshots", 0) > before:
+                faults.drop_ssh(guest, block_seconds=block_seconds)
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.fixture
 def setup(ams_db, guest_instance, ec2_clean):
     ok(ams_db("host", "discovery", "--region", "us-east-1"))
@@ -177,28 +195,32 @@ def test_faults_leave_the_filesystem_thawed_and_the_post_hook_run(setup, monkeyp
     assert posts() == 1 and ams_snapshots(rig) == {}
 
     # the SSH connection drops while the snapshots are being started: thaw reconnects
-    rig.faults.set_latency(3.0, "CreateSnapshots")
-    dropper = threading.Timer(1.5, faults.drop_ssh, args=(g,))
-    dropper.start()
+    rig.faults.set_latency(6.0, "CreateSnapshots")
+    dropper = drop_ssh_during_snapshot_call(rig, g)
     created = ok(ams("--output", "json", "snapshot", "create", "volume", gid, "--freeze", "--post", post)).json
     dropper.join()
     rig.faults.clear()
     assert writable(g, "/srv/f") and posts() == 2 and len(created["snapshot_ids"]) == 2
 
     # sshd stays down past the thaw: the host's watchdog thaws by itself
-    monkeypatch.setenv("AMS_FREEZE_TIMEOUT", "8")
+    monkeypatch.setenv("AMS_FREEZE_TIMEOUT", "15")
     monkeypatch.setenv("AMS_SSH_CONNECT_TIMEOUT", "3")
-    rig.faults.set_latency(2.0, "CreateSnapshots")
-    dropper = threading.Timer(1.0, faults.drop_ssh, args=(g,), kwargs={"block_seconds": 20})
-    dropper.start()
+    rig.faults.set_latency(6.0, "CreateSnapshots")
+    dropper = drop_ssh_during_snapshot_call(rig, g, block_seconds=30)
     result = ams("snapshot", "create", "volume", gid, "--freeze")
     dropper.join()
     rig.faults.clear()
-    assert result.code != 0 and "thaw" in result.err, str(result)
-    deadline = time.monotonic() + 60
-    while not writable(g, "/srv/f"):
-        assert time.monotonic() < deadline, "the watchdog did not thaw the filesystem"
+    assert result.code != 0 and "thaw" in result.err and result.err.count("\n") == 1, str(result)
+    deadline = time.monotonic() + 120
+    while True:  # sshd is back after 30 s: ams never reached the host again, the watchdog thawed it
+        try:
+            if g.run("true", timeout=20)[0] == 0:
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "the guest's sshd did not come back"
         time.sleep(2)
+    assert writable(g, "/srv/f"), "the watchdog did not thaw the filesystem"
 
     # delete: a member already gone from EC2 is fine
     sgid = created["snapshot_group_id"]
