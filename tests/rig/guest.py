@@ -570,7 +570,8 @@ class Guest:
                     err += chan.recv_stderr(65536)
                     got = True
                 if not got:
-                    if chan.exit_status_ready() or chan.closed:
+                    # sshd may send the exit status before the last output: read up to EOF
+                    if chan.eof_received or chan.closed:
                         if not (chan.recv_ready() or chan.recv_stderr_ready()):
                             break
                         continue
@@ -578,6 +579,8 @@ class Guest:
                         raise GuestCommandTimeout(
                             f"guest {self.name}: command timed out after {timeout}s: {command[:200]}")
                     time.sleep(0.005)
+            while not (chan.exit_status_ready() or chan.closed) and time.monotonic() < deadline:
+                time.sleep(0.005)
             rc = chan.recv_exit_status() if chan.exit_status_ready() else -1
         finally:
             chan.close()
