@@ -27,6 +27,9 @@ def ok(result):
 def one_error(result, code, fragment=""):
     assert result.code == code, str(result)
     lines = result.err.strip().splitlines()
+    if code == 2 and lines and lines[0].startswith("usage: "):  # argparse's own refusal: usage, then one error
+        assert ": error: " in lines[-1] and fragment.lower() in lines[-1].lower(), str(result)
+        return lines[-1]
     assert lines and lines[0].startswith("ams: error: "), str(result)
     assert all(line.startswith("ams: ") for line in lines), str(result)  # the error (and at most a hint)
     assert fragment.lower() in lines[0].lower(), str(result)
