@@ -146,7 +146,7 @@ def test_attach_and_detach_on_a_plain_instance(ec2_clean, ec2_client):
     assert v["Attachments"][0]["State"] == "attached"
     # as on AWS (moto itself needs InstanceId): VolumeId alone detaches
     ec2_client.detach_volume(VolumeId=vol)
-    ec2_client.get_waiter("volume_available").wait(VolumeIds=[vol])
+    _available(ec2_client, vol)  # "detaching" first
     assert _volume(ec2_client, vol)["Attachments"] == []
 
 
