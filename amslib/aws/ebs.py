@@ -194,6 +194,17 @@ def run_batch(ec2, region, action, items, call, *, max_workers, say, stop_on_err
     return [done[index] for index in range(len(items))]
 
 
+def waiter_api_error(response, what):
+    """The AmsError for an API error a waiter stopped on (NotFoundError for the not-found codes),
+    or None when the waiter stopped on a state."""
+    error = response.get("Error")
+    if not error:
+        return None
+    code = error.get("Code", "Unknown")
+    cls = NotFoundError if code in NOT_FOUND_CODES else AwsError
+    return cls(f"waiting for {what} failed: {code}: {error.get('Message') or ''}".rstrip(": "))
+
+
 class RegionCalls:
     """EC2 calls in one region: the client (made on first use), a bound on parallel calls,
     the waiter delay, and a progress callback.  Base of the volume and snapshot adapters."""
@@ -345,11 +356,9 @@ class Ebs(RegionCalls):
     @staticmethod
     def _wait_error(exc, what, timeout):
         response = exc.last_response or {}
-        error = response.get("Error")
-        if error:
-            code = error.get("Code", "Unknown")
-            cls = NotFoundError if code in NOT_FOUND_CODES else AwsError
-            return cls(f"waiting for {what} failed: {code}: {error.get('Message', '')}".rstrip(": "))
+        api_error = waiter_api_error(response, what)
+        if api_error is not None:
+            return api_error
         volumes = response.get("Volumes") or []
         broken = [v for v in volumes if v.get("State") in _FAILED_STATES]
         if broken:

@@ -31,8 +31,9 @@ import threading
 import time
 
 from ..core.errors import AmsError, AwsError, ConflictError, NotFoundError, UsageError
-from .clients import NOT_FOUND_CODES, aws_errors
-from .ebs import CLIENT_TOKEN_RE, BatchError, Ebs, RegionCalls, _chunks, _tag_list, run_batch, waiter_attempts
+from .clients import aws_errors
+from .ebs import (CLIENT_TOKEN_RE, BatchError, Ebs, RegionCalls, _chunks, _tag_list, run_batch, waiter_api_error,
+                  waiter_attempts)
 
 log = logging.getLogger("ams.aws.snapshots")
 
@@ -313,11 +314,9 @@ class Snapshots(RegionCalls):
     @staticmethod
     def _wait_error(exc, what, timeout):
         response = exc.last_response or {}
-        error = response.get("Error")
-        if error:
-            code = error.get("Code", "Unknown")
-            cls = NotFoundError if code in NOT_FOUND_CODES else AwsError
-            return cls(f"waiting for {what} failed: {code}: {error.get('Message') or ''}".rstrip(": "))
+        api_error = waiter_api_error(response, what)
+        if api_error is not None:
+            return api_error
         snapshots = response.get("Snapshots") or []
         broken = [s for s in snapshots if s.get("State") == "error"]
         if broken:
