@@ -43,13 +43,13 @@ def cmd_list(ctx, args):
 
         raise UsageError("give the kind of resource first: host, instance or volume")
     exact = value.strip().lower() if value is not None else None
-    rows = service.list_schedules(ctx, resource_type=resource, exact=exact,
-                                  like=args.like.lower() if args.like else None,
-                                  prefix=args.prefix.lower() if args.prefix else None)
     if resource == "volume" and exact is not None:
         from ..ebs.volume_service import check_group_id
 
-        check_group_id(exact)
+        exact = check_group_id(exact)
+    rows = service.list_schedules(ctx, resource_type=resource, exact=exact,
+                                  like=args.like.lower() if args.like else None,
+                                  prefix=args.prefix.lower() if args.prefix else None)
     if ctx.out.json:
         ctx.out.result([{k: r.get(k) for k in JSON_KEYS} for r in rows])
     else:

@@ -227,7 +227,8 @@ def run(ctx, *, schedule_id=None, purge=False, dry_run=False):
         workers = max(1, min(ctx.settings.SCHEDULE_WORKERS, len(due) or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ams-schedule") as pool:
             runs = list(pool.map(lambda item: _run_one(ctx, engine, *item), due))
-    purged = _purge(ctx, now, dry_run) if purge else []
+    # a dry run assumes the due schedules' runs succeed: their new group becomes the newest one
+    purged = _purge(ctx, now, dry_run, taking={row["id"] for row, _ in due} if dry_run else set()) if purge else []
     return {"now": now, "dry_run": dry_run, "runs": runs, "purge": purged,
             "schedules": len(rows), "due": len(due)}
 
@@ -263,11 +264,10 @@ def _run_one(ctx, engine, row, plan):
         taken = snapshot_service.take(
             ctx, vg, members, attachment, pre=row["pre_command"], post=row["post_command"],
             description=row["description"], freeze=row["freeze"], user_tags={}, wait=False, dry_run=False,
-            expires_at=plan.expiry, schedule_id=row["id"],
-            retention_kind=",".join(plan.due) if plan.due else "manual",
+            expires_at=plan.expiry, schedule_id=row["id"], retention_kind=_retention_kind(plan),
         )
     except Exception as exc:  # recorded and reported; the other schedules go on
-        message = str(exc) if isinstance(exc, AmsError) else f"unexpected {exc.__class__.__name__}: {exc}"
+        message = _one_line(exc)
         log.debug("schedule %s failed", row["id"], exc_info=True)
         with engine.begin() as conn:
             store.finish_run(conn, run_id, {"outcome": "failed", "error": message[:4000], "finished_at": utcnow(),
@@ -281,12 +281,33 @@ def _run_one(ctx, engine, row, plan):
     return result
 
 
-def _purge(ctx, now, dry_run):
-    """Delete expired snapshot groups, sparing each schedule's newest successful group."""
+def _retention_kind(plan):
+    """The tier whose retention decides the group's expiry (the run record keeps every tier)."""
+    if plan.manual or not plan.expiries:
+        return "manual"
+    return max(plan.expiries, key=lambda tier: (plan.expiries[tier], slots.TIERS.index(tier)))
+
+
+def _one_line(exc):
+    """A run's failure as one line (a database error as the driver's own words)."""
+    if isinstance(exc, AmsError):
+        return " ".join(str(exc).split())
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        from ..store.db import driver_error_detail
+
+        return f"database error: {driver_error_detail(exc)}"
+    return " ".join(f"unexpected {exc.__class__.__name__}: {exc}".split())
+
+
+def _purge(ctx, now, dry_run, taking=frozenset()):
+    """Delete expired snapshot groups, sparing each schedule's newest successful group
+    (``taking``: schedules whose newest group is about to be a new one, in a dry run)."""
     from ..ebs import snapshot_service
 
     with ctx.engine().connect() as conn:
-        keep = set(store.newest_succeeded_groups(conn).values())
+        keep = {gid for sid, gid in store.newest_succeeded_groups(conn).items() if sid not in taking}
     return snapshot_service.delete_expired(ctx, now=now, dry_run=dry_run, keep=frozenset(keep))
 
 
