@@ -4,20 +4,14 @@ Every schedule here snapshots a volume group attached nowhere: its volumes are c
 rig's own EC2 client and its rows written straight into the database, so each run calls
 CreateSnapshot for real against the rig's moto endpoint.  ``AMS_NOW`` sets ams's clock.
 
-- A year of hourly ``schedule run --purge`` (SQLite) with outages, missed hours, duplicated runs
-  and a window in which EC2 refuses every snapshot: the snapshot groups alive at each checkpoint
-  and at the end are exactly those of a reference written here from the rules of the issue
-  (not from amslib.schedule.slots).  Through the command line (in-process, a new Context a run)
-  a run takes about 0.5 s, over an hour for the year, most of it making a boto3 client and
-  re-reading the migration scripts; so the runs call ``amslib.schedule.service.run``, the
-  function the CLI calls, with one Context built as ``amslib.cli.main.run`` builds it, and a
-  few of the duplicated runs go through the real CLI.  That takes 8-9 minutes on 2 cores
-  (about 55 ms of CPU a run, rising over the year as the history grows).
 - Idempotency, catch-up, manual runs, --dry-run, edit/delete/list and bad input through the CLI
   on SQLite and on MariaDB.
 - Four ``ams`` processes running at once: every slot snapshotted once, every expired group
   deleted once.
 - A failing schedule does not stop the others.
+
+The year of hourly runs is in test_schedule_year.py, which takes the helpers and fixtures below
+with ``import *`` (``__all__`` keeps the tests of this module out of it: they would run twice).
 """
 
 import os
@@ -31,6 +25,12 @@ import pytest
 
 from tests.dbfixtures import run_ams_process
 from tests.integration.test_volumes_guest import ok, one_error
+
+__all__ = [
+    "HOUR", "REGION", "TIERS", "UTC", "ZONE", "add_schedule", "assert_ec2_matches_database", "assert_one_group_per_slot",
+    "bad", "clock", "datetime", "db_rows", "ec2_snapshots", "engine_of", "iso", "live_groups", "make_volume_group", "ok",
+    "one_error", "os", "pytest", "rig", "run_json", "shm_sqlite_url", "time", "timedelta", "timezone", "utc", "zulu",
+]
 
 UTC = timezone.utc
 REGION = "us-east-1"
@@ -234,7 +234,8 @@ def test_a_second_run_in_the_same_hour_takes_nothing_and_a_missed_stretch_is_cau
     assert_one_group_per_slot(rows)
     assert_ec2_matches_database(rig, rows)
     tags = ec2_snapshots(rig)
-    assert sorted(t["ams:expires"] for t in tags.values()) == ["2027-04-12T00:00:00Z"] * 2 + ["2030-01-01T00:00:00Z"] * 2
+    expires = sorted(t["ams:expires"] for t in tags.values())
+    assert expires == ["2027-04-12T00:00:00Z"] * 2 + ["2030-01-01T00:00:00Z"] * 2
 
 
 def test_run_with_an_id_takes_a_manual_snapshot_that_expires(ams_db, rig, db_url, clock):
