@@ -68,6 +68,15 @@ def add_command(subparsers, name, help_text, handler, *, description=None, regio
     return parser
 
 
+def add_match_arguments(parser, metavar, noun, value_help=None):
+    """The value to match on: exactly (the optional positional), by wildcard (--like) or by
+    prefix (--prefix), one of the three (store.hosts.match_clause reads them)."""
+    match = parser.add_mutually_exclusive_group()
+    match.add_argument("value", nargs="?", metavar=metavar, help=value_help or f"exact {noun}")
+    match.add_argument("--like", metavar="LIKE", help=f"wildcard pattern for the {noun}")
+    match.add_argument("--prefix", metavar="PREFIX", help=f"the {noun} starts with PREFIX")
+
+
 def int_at_least(minimum):
     """An argparse type: a whole number no smaller than ``minimum``."""
 

@@ -2,7 +2,7 @@
 
 import json
 
-from .base import SUPPRESS, add_command, add_group
+from .base import SUPPRESS, add_command, add_group, add_match_arguments
 
 ZONE_HELP = (
     "only hosts whose availability zone starts with ZONE: 'us', 'us-west', 'us-west-2' "
@@ -146,10 +146,7 @@ def _add_match_command(subparsers, name, dest_help, noun):
         region=False,
     )
     parser.set_defaults(list_field="hostname" if name == "host" else "instance_id")
-    match = parser.add_mutually_exclusive_group()
-    match.add_argument("value", nargs="?", metavar="HOSTNAME" if name == "host" else "INSTANCE_ID", help=dest_help)
-    match.add_argument("--like", metavar="LIKE", help=f"wildcard pattern for the {noun}")
-    match.add_argument("--prefix", metavar="PREFIX", help=f"the {noun} starts with PREFIX")
+    add_match_arguments(parser, "HOSTNAME" if name == "host" else "INSTANCE_ID", noun, dest_help)
     # SUPPRESS: a --zone given before the subcommand (`host list --zone us host`) is kept
     parser.add_argument("--zone", metavar="ZONE", default=SUPPRESS, help=ZONE_HELP)
     return parser

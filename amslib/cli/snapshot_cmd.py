@@ -1,6 +1,6 @@
 """ams snapshot create|list|delete|copy|clone (and schedule) — snapshot groups of volume groups."""
 
-from .base import add_command, add_group, non_negative_int, positive_int
+from .base import add_command, add_group, add_match_arguments, non_negative_int, positive_int
 
 LIST_COLUMNS = [
     ("snapshot_group_id", "Group"),
@@ -121,10 +121,7 @@ def _add_list_by(subparsers, name, metavar, noun):
         region=False,
     )
     parser.set_defaults(list_kind=name)
-    match = parser.add_mutually_exclusive_group()
-    match.add_argument("value", nargs="?", metavar=metavar, help=f"exact {noun}")
-    match.add_argument("--like", metavar="LIKE", help=f"wildcard pattern for the {noun}")
-    match.add_argument("--prefix", metavar="PREFIX", help=f"the {noun} starts with PREFIX")
+    add_match_arguments(parser, metavar, noun)
     parser.add_argument("-m", "--mount-point", metavar="MOUNT_POINT", help="only snapshots of this mount point")
     _add_region_filter(parser)
 

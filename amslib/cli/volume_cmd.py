@@ -1,6 +1,6 @@
 """ams volume list|create|attach|detach|mount|unmount|automount|delete — volume groups on hosts."""
 
-from .base import SUPPRESS, add_command, add_group, non_negative_int, positive_int
+from .base import SUPPRESS, add_command, add_group, add_match_arguments, non_negative_int, positive_int
 
 ZONE_HELP = (
     "only groups whose availability zone starts with ZONE: 'us', 'us-west', 'us-west-2' "
@@ -155,10 +155,7 @@ def _add_match_command(subparsers, name, metavar, noun):
         region=False,
     )
     parser.set_defaults(list_field="hostname" if name == "host" else "instance_id")
-    match = parser.add_mutually_exclusive_group()
-    match.add_argument("value", nargs="?", metavar=metavar, help=f"exact {noun}")
-    match.add_argument("--like", metavar="LIKE", help=f"wildcard pattern for the {noun}")
-    match.add_argument("--prefix", metavar="PREFIX", help=f"the {noun} starts with PREFIX")
+    add_match_arguments(parser, metavar, noun)
     parser.add_argument("--zone", metavar="ZONE", default=SUPPRESS, help=ZONE_HELP)
 
 
