@@ -14,6 +14,7 @@ class Context:
         self.out = output or Output(getattr(args, "output", "table"), getattr(args, "quiet", False),
                                     verbose=getattr(args, "verbose", 0))
         self._engine = None
+        self._schema_checked = False
         self._aws = None
         self._ssh = None
 
@@ -30,15 +31,17 @@ class Context:
         return self._settings
 
     def engine(self, require_current_schema=True):
-        """The database engine; by default refuses a schema that is not at head."""
+        """The database engine; by default refuses a schema that is not at head (checked once
+        per invocation: a schema found current stays so for the command's few seconds)."""
         if self._engine is None:
             from ..store.db import create_engine
 
             self._engine = create_engine(self.settings.db_url)
-        if require_current_schema:
+        if require_current_schema and not self._schema_checked:
             from ..store.migrate import require_current
 
             require_current(self._engine)
+            self._schema_checked = True
         return self._engine
 
     @property

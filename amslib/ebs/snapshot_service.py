@@ -333,8 +333,8 @@ def refresh(ctx, groups):
     pending = [g for g in groups if g["state"] == "pending"]
     by_region = {}
     with engine.connect() as conn:
-        for g in pending:
-            by_region.setdefault(g["region"], []).append((g, store.members(conn, g["id"])))
+        for g, members in store.members_of_groups(conn, pending):
+            by_region.setdefault(g["region"], []).append((g, members))
     for region, items in by_region.items():
         ids = [m["snapshot_id"] for _, members in items for m in members]
         found = _snapshots(ctx, region).describe(ids) if ids else {}
@@ -396,15 +396,18 @@ def delete_expired(ctx, *, now=None, dry_run=False, keep=frozenset()):
     now = now or utcnow()
     engine = ctx.engine()
     with engine.connect() as conn:
-        groups = [(g, store.members(conn, g["id"])) for g in store.expired(conn, now) if g["id"] not in keep]
+        groups = store.members_of_groups(conn, [g for g in store.expired(conn, now) if g["id"] not in keep])
     return _delete_groups(ctx, groups, dry_run=dry_run)
 
 
 def _delete_groups(ctx, groups, *, dry_run):
     """Delete each group's snapshots; a group EC2 refuses any member of is kept whole in the
-    database (the refused members are reported, the deleted ones recorded as deleted)."""
+    database (the refused members are reported, the deleted ones recorded as deleted).
+
+    Per region: one DescribeImages check, one transaction claiming the groups, one bounded
+    batch of DeleteSnapshot calls for all of them, one transaction recording the outcome."""
     engine = ctx.engine()
-    results = []
+    results = {}
     by_region = {}
     for group, members in groups:
         by_region.setdefault(group["region"], []).append((group, members))
@@ -412,33 +415,38 @@ def _delete_groups(ctx, groups, *, dry_run):
         snaps = _snapshots(ctx, region)
         ids = [m["snapshot_id"] for _, members in items for m in members]
         in_use = snaps.in_use_by_images(ids) if ids else {}
+        wanted = []
         for group, members in items:
             member_ids = [m["snapshot_id"] for m in members]
             blocked = {s: f"used by {in_use[s]}" for s in member_ids if s in in_use}
-            result = {"snapshot_group_id": group["id"], "region": region, "snapshot_ids": member_ids,
-                      "deleted": [], "refused": blocked, "dry_run": dry_run, "skipped": None,
-                      "expires_at": group["expires_at"]}
-            if blocked or dry_run:
-                results.append(result)
-                continue
-            now = utcnow()
-            with engine.begin() as conn:  # one ams deletes a group; another running at once skips it
-                claimed = store.claim_for_delete(conn, group["id"], now, now + DELETE_LEASE)
-            if not claimed:
-                result["skipped"] = "another ams is deleting it"
-                results.append(result)
-                continue
-            deleted, refused = snaps.delete(member_ids)
-            now = utcnow()
-            with engine.begin() as conn:
-                store.mark_snapshots_deleted(conn, deleted, now)
-                if refused:
+            results[group["id"]] = {"snapshot_group_id": group["id"], "region": region, "snapshot_ids": member_ids,
+                                    "deleted": [], "refused": blocked, "dry_run": dry_run, "skipped": None,
+                                    "expires_at": group["expires_at"]}
+            if not blocked and not dry_run:
+                wanted.append((group, member_ids))
+        if not wanted:
+            continue
+        now = utcnow()
+        with engine.begin() as conn:  # one ams deletes a group; another running at once skips it
+            claimed = [(g, m) for g, m in wanted if store.claim_for_delete(conn, g["id"], now, now + DELETE_LEASE)]
+        for group, _ in wanted:
+            if not any(g is group for g, _ in claimed):
+                results[group["id"]]["skipped"] = "another ams is deleting it"
+        if not claimed:
+            continue
+        deleted, refused = snaps.delete([s for _, member_ids in claimed for s in member_ids])
+        deleted = set(deleted)
+        now = utcnow()
+        with engine.begin() as conn:
+            store.mark_snapshots_deleted(conn, deleted, now)
+            for group, member_ids in claimed:
+                kept = {s: refused[s] for s in member_ids if s in refused}
+                if kept:
                     store.release_delete_claim(conn, group["id"], group["state"] if group["state"] != "deleting" else "completed")
                 else:
                     store.mark_group_deleted(conn, group["id"], now)
-            result.update(deleted=sorted(deleted), refused=refused)
-            results.append(result)
-    return results
+                results[group["id"]].update(deleted=sorted(s for s in member_ids if s in deleted), refused=kept)
+    return [results[group["id"]] for group, _ in groups]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ older one to head, and ``require_current`` is what every other command calls
 before touching the database.
 """
 
+import functools
 import os
 
 from ..core.errors import ConflictError, SchemaError
@@ -38,7 +39,9 @@ def _script():
     return ScriptDirectory.from_config(_config())
 
 
+@functools.cache
 def head_revision():
+    """The newest revision of the scripts (read once a process: they do not change under it)."""
     return _script().get_current_head()
 
 

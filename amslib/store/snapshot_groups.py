@@ -42,6 +42,18 @@ def members(conn, group_id, include_deleted=False):
     return [dict(r) for r in conn.execute(query.order_by(snapshots.c.member_index)).mappings()]
 
 
+def members_of_groups(conn, groups):
+    """[(group, its live members)] for each of ``groups``, in one query."""
+    by_group = {g["id"]: [] for g in groups}
+    for chunk_start in range(0, len(by_group), 500):  # bound the IN list
+        ids = list(by_group)[chunk_start:chunk_start + 500]
+        query = (select(snapshots).where(snapshots.c.snapshot_group_id.in_(ids))
+                 .where(snapshots.c.deleted_at.is_(None)).order_by(snapshots.c.member_index))
+        for row in conn.execute(query).mappings():
+            by_group[row["snapshot_group_id"]].append(dict(row))
+    return [(g, by_group[g["id"]]) for g in groups]
+
+
 def mark_snapshots_deleted(conn, snapshot_ids, now):
     if snapshot_ids:
         conn.execute(update(snapshots).where(snapshots.c.snapshot_id.in_(sorted(snapshot_ids)))

@@ -337,3 +337,19 @@ def test_delete_refuses_our_snapshot_once_an_ami_is_registered_from_it(ec2_clean
     assert snaps.describe([ours])  # kept
     ec2_clean.client(region=REGION, internal=True).deregister_image(ImageId=image_id)
     assert snaps.delete([ours]) == ([ours], {})
+
+
+def test_in_use_by_images_finds_the_ami_of_a_snapshot_among_few_and_among_many_ids(ec2_clean, ebs, snaps):
+    from amslib.aws.snapshots import FILTER_CHUNK
+
+    volumes = new_volumes(ebs, 2)
+    ours = list(snaps.create_each(volumes, "image source").values())
+    snaps.wait_completed(ours)
+    image_id = register_image_of(ec2_clean, ours[1], "ams-test-image-3")
+    unknown = [f"snap-{i:017x}" for i in range(FILTER_CHUNK + 5)]  # more than one filter holds
+    ec2_clean.reset_counts()
+    assert snaps.in_use_by_images(ours) == {ours[1]: image_id}  # a filtered call
+    assert snaps.in_use_by_images(unknown + ours) == {ours[1]: image_id}  # the account's AMIs listed
+    assert snaps.in_use_by_images(unknown) == {}
+    assert ec2_clean.counts() == {"DescribeImages": 3}
+    ec2_clean.client(region=REGION, internal=True).deregister_image(ImageId=image_id)

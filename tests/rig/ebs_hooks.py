@@ -174,8 +174,15 @@ def _delete_volume(orig, self):
     result = orig(self)
     if volume is not None:
         volume.__dict__[STATE_ATTR] = "deleted"  # what a ClientToken repeat answers with
+    _forget_tags(self.ec2_backend, volume_id)
     remove_file(rig.volume_path(volume_id))
     return result
+
+
+def _forget_tags(backend, resource_id):
+    """EC2 forgets a deleted resource's tags; moto keeps them (DescribeTags would list them, and
+    a year of schedule runs piles them up)."""
+    getattr(backend, "tags", {}).pop(resource_id, None)
 
 
 def _attach_volume(orig, self):
@@ -291,7 +298,7 @@ def _create_snapshots(orig, self):
     for snap in snapshots:
         if snap.volume.id in excluded:
             backend.snapshots.pop(snap.id, None)
-            getattr(backend, "tags", {}).pop(snap.id, None)
+            _forget_tags(backend, snap.id)
     _copy_for_snapshots(rig, backend, kept)
     for snap in kept:
         rig._begin_pending(snap, rig.timing.snapshot)
@@ -376,6 +383,7 @@ def _delete_snapshot(orig, self):
             "InvalidSnapshot.InUse", f"The snapshot {snapshot_id} is currently in use by {image_id}"
         )
     result = orig(self)
+    _forget_tags(self.ec2_backend, snapshot_id)
     remove_file(rig.snapshot_path(snapshot_id))
     return result
 
