@@ -62,6 +62,9 @@ def aws_errors(action):
         raise AwsError(f"{action} failed: {exc}") from None
 
 
+MAX_POOL_CONNECTIONS = 64
+
+
 class AwsClients:
     """Creates and caches one boto3 client per (service, region)."""
 
@@ -95,6 +98,9 @@ class AwsClients:
             retries={"mode": self.settings.AWS_RETRY_MODE, "max_attempts": self.settings.AWS_MAX_ATTEMPTS},
             connect_timeout=10,
             read_timeout=60,
+            # calls run in parallel (schedules x batch workers): keep a connection per thread
+            # instead of botocore's 10, past which each call opens and closes its own
+            max_pool_connections=MAX_POOL_CONNECTIONS,
         )
 
     def client(self, service="ec2", region=None):

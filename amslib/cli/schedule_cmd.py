@@ -202,9 +202,9 @@ def register(subparsers):
         commands, "run", "take the snapshots that are due (for an hourly cron)", cmd_run,
         description="Without SCHEDULE_ID: snapshot every schedule that is due now (a second run in the "
         "same slot takes nothing; a missed slot is caught up once). With SCHEDULE_ID: snapshot that "
-        "schedule now, with an expiry from its retention. --purge then deletes expired snapshot groups, "
-        "never the newest successful one of a schedule. Exits non-zero when anything failed.",
+        "schedule now, with an expiry from its retention. --purge also deletes expired snapshot groups "
+        "meanwhile, never the one that is a schedule's newest successful group when the run starts. Exits non-zero when anything failed.",
         region=False, dry_run=True,
     )
     run.add_argument("schedule_id", nargs="?", metavar="SCHEDULE_ID", help="run this schedule now")
-    run.add_argument("--purge", action="store_true", help="then delete expired snapshot groups")
+    run.add_argument("--purge", action="store_true", help="also delete expired snapshot groups")

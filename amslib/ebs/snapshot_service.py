@@ -31,6 +31,9 @@ from .runner import Execution, describe_plan, run_plan
 log = logging.getLogger("ams.ebs.snapshots")
 
 MAX_DESCRIPTION = 255  # EC2's limit for a snapshot description
+# DeleteSnapshot calls at once in a purge: light calls, and many of them (an hourly schedule's
+# groups expire daily); EC2 throttles past its request rate and botocore's retry mode waits
+DELETE_WORKERS = 16
 DELETE_LEASE = timedelta(minutes=30)  # a group left "deleting" by an ams that died is retried after this
 
 
@@ -89,10 +92,10 @@ def _json(value):
     return json.dumps(value, sort_keys=True) if value else None
 
 
-def _snapshots(ctx, region):
+def _snapshots(ctx, region, **kwargs):
     from ..aws.snapshots import Snapshots
 
-    return Snapshots(ctx.aws, region, progress=ctx.out.step)
+    return Snapshots(ctx.aws, region, progress=ctx.out.step, **kwargs)
 
 
 def _wait(ctx, snaps, snapshot_ids):
@@ -412,7 +415,7 @@ def _delete_groups(ctx, groups, *, dry_run):
     for group, members in groups:
         by_region.setdefault(group["region"], []).append((group, members))
     for region, items in by_region.items():
-        snaps = _snapshots(ctx, region)
+        snaps = _snapshots(ctx, region, max_workers=DELETE_WORKERS)
         ids = [m["snapshot_id"] for _, members in items for m in members]
         in_use = snaps.in_use_by_images(ids) if ids else {}
         wanted = []

@@ -196,7 +196,9 @@ def _runner():
 
 
 def run(ctx, *, schedule_id=None, purge=False, dry_run=False):
-    """Run one schedule now (``schedule_id``) or every due one; then purge if asked.
+    """Run one schedule now (``schedule_id``) or every due one; with ``purge``, delete the
+    expired groups at the same time (the two share nothing: the groups a run takes expire in
+    the future, and each schedule's newest successful group as of the start is spared).
 
     Returns {"runs": [...], "purge": [...], "now": …}; the CLI exits non-zero when a run failed.
     """
@@ -208,6 +210,7 @@ def run(ctx, *, schedule_id=None, purge=False, dry_run=False):
         else:
             rows = store.list_schedules(conn)
         taken = store.taken_slots(conn, [r["id"] for r in rows]) if rows else {}
+        keep = frozenset(store.newest_succeeded_groups(conn).values()) if purge else frozenset()
     plans = []
     for row in rows:
         settings = settings_of(row)
@@ -222,13 +225,15 @@ def run(ctx, *, schedule_id=None, purge=False, dry_run=False):
     due = [(row, plan) for row, plan in plans if plan.takes]
     if dry_run:
         runs = [_describe_run(row, plan, "would take") for row, plan in due]
+        purged = _purge(ctx, now, True, keep) if purge else []
     else:
         ctx.prepare_for_threads()
         workers = max(1, min(ctx.settings.SCHEDULE_WORKERS, len(due) or 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ams-schedule") as pool:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ams-purge") as purger, \
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ams-schedule") as pool:
+            purging = purger.submit(_purge, ctx, now, False, keep) if purge else None
             runs = list(pool.map(lambda item: _run_one(ctx, engine, *item), due))
-    # a dry run assumes the due schedules' runs succeed: their new group becomes the newest one
-    purged = _purge(ctx, now, dry_run, taking={row["id"] for row, _ in due} if dry_run else set()) if purge else []
+            purged = purging.result() if purging is not None else []
     return {"now": now, "dry_run": dry_run, "runs": runs, "purge": purged,
             "schedules": len(rows), "due": len(due)}
 
@@ -301,14 +306,11 @@ def _one_line(exc):
     return " ".join(f"unexpected {exc.__class__.__name__}: {exc}".split())
 
 
-def _purge(ctx, now, dry_run, taking=frozenset()):
-    """Delete expired snapshot groups, sparing each schedule's newest successful group
-    (``taking``: schedules whose newest group is about to be a new one, in a dry run)."""
+def _purge(ctx, now, dry_run, keep):
+    """Delete the expired snapshot groups except ``keep`` (each schedule's newest successful one)."""
     from ..ebs import snapshot_service
 
-    with ctx.engine().connect() as conn:
-        keep = {gid for sid, gid in store.newest_succeeded_groups(conn).items() if sid not in taking}
-    return snapshot_service.delete_expired(ctx, now=now, dry_run=dry_run, keep=frozenset(keep))
+    return snapshot_service.delete_expired(ctx, now=now, dry_run=dry_run, keep=keep)
 
 
 def failures(result):

@@ -1,9 +1,16 @@
 """A year of hourly `schedule run --purge` against the rig's EC2 endpoint, checked against an
 independent reference of issue 10's rules (kept apart from test_schedules.py: it takes minutes)."""
 
+import os
 import random
+import time
+from datetime import timedelta
 
-from tests.integration.test_schedules import *  # noqa: F401,F403 - the helpers and fixtures of that module
+import pytest
+
+from tests.integration.test_schedules import (  # noqa: F401 - rig, clock and shm_sqlite_url are fixtures
+    HOUR, TIERS, add_schedule, assert_ec2_matches_database, assert_one_group_per_slot, clock, db_rows, engine_of,
+    make_volume_group, ok, rig, run_json, shm_sqlite_url, utc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,7 +56,8 @@ def kept_until(tier, start):
 
 
 class Reference:
-    """The expected snapshot groups after each run (``take`` then ``purge``, as run --purge)."""
+    """The expected snapshot groups after each run (``take`` and ``purge`` at once, as run --purge:
+    the purge spares the group that was the newest successful one when the run started)."""
 
     def __init__(self):
         self.served = {}  # tier -> unit number last served by a successful run
@@ -61,13 +69,13 @@ class Reference:
     def run(self, t, succeeds=True):
         units = {tier: unit_of(tier, t) for tier in TIERS}
         due = [tier for tier in TIERS if tier not in self.served or units[tier][0] > self.served[tier]]
+        newest = self.groups[-1] if self.groups else None  # newest successful group at the start: never purged
         if due:
             self.attempts += 1
             if succeeds:
                 expires = max(kept_until(tier, units[tier][1]) for tier in due)
                 self.groups.append({"created": t, "tiers": ",".join(due), "expires": expires, "live": True})
                 self.served.update({tier: units[tier][0] for tier in due})
-        newest = self.groups[-1] if self.groups else None  # the newest successful group: never purged
         self.spared += newest is not None and newest["expires"] <= t
         for group in self.groups:
             if group["live"] and group["expires"] <= t and group is not newest:

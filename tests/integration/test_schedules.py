@@ -10,8 +10,7 @@ CreateSnapshot for real against the rig's moto endpoint.  ``AMS_NOW`` sets ams's
   deleted once.
 - A failing schedule does not stop the others.
 
-The year of hourly runs is in test_schedule_year.py, which takes the helpers and fixtures below
-with ``import *`` (``__all__`` keeps the tests of this module out of it: they would run twice).
+The year of hourly runs is in test_schedule_year.py, which imports the helpers and fixtures below.
 """
 
 import os
@@ -25,12 +24,6 @@ import pytest
 
 from tests.dbfixtures import run_ams_process
 from tests.integration.test_volumes_guest import ok, one_error
-
-__all__ = [
-    "HOUR", "REGION", "TIERS", "UTC", "ZONE", "add_schedule", "assert_ec2_matches_database", "assert_one_group_per_slot",
-    "bad", "clock", "datetime", "db_rows", "ec2_snapshots", "engine_of", "iso", "live_groups", "make_volume_group", "ok",
-    "one_error", "os", "pytest", "rig", "run_json", "shm_sqlite_url", "time", "timedelta", "timezone", "utc", "zulu",
-]
 
 UTC = timezone.utc
 REGION = "us-east-1"
@@ -297,32 +290,36 @@ def test_dry_run_says_what_would_be_taken_and_deleted_and_changes_nothing(ams_db
     assert db_rows(db_url) == before and ec2_snapshots(rig) == snaps_before
     assert set(rig.counts()) <= {"DescribeImages", "DescribeSnapshots"}, rig.counts()
 
-    # the real run takes the slot and then purges: the group it takes becomes the newest one, so
-    # both older groups (expired at 06:00 and 07:00) go
+    # the real run takes the slot while it purges: the group that was newest when it started
+    # (06:00, expired at 07:00) is spared, the one before goes; the next run deletes the spared one
     real = ok(run_json(ams_db, "--purge")).json
     (run,) = real["runs"]
     assert run["outcome"] == "succeeded"
     deleted = sorted(p["snapshot_group_id"] for p in real["purge"] if p["deleted"])
-    assert deleted == taken
-    assert [g["id"] for g in live_groups(db_url)] == [run["snapshot_group_id"]]
+    assert deleted == taken[:1]
+    assert [g["id"] for g in live_groups(db_url)] == [taken[1], run["snapshot_group_id"]]
+    clock("2027-02-01T08:10:00Z")
+    later = ok(run_json(ams_db, "--purge")).json
+    assert [p["snapshot_group_id"] for p in later["purge"] if p["deleted"]] == [taken[1]]
+    assert [g["id"] for g in live_groups(db_url)] == [run["snapshot_group_id"], later["runs"][0]["snapshot_group_id"]]
     assert_ec2_matches_database(rig, db_rows(db_url))
 
 
 def test_dry_run_lists_the_groups_the_real_run_would_delete(ams_db, rig, db_url, clock):
-    """The newest group of a schedule is spared by purge; when the run takes a new group, the one
-    that was newest is no longer spared, and --dry-run must say it would go."""
+    """Purge spares the group that is a schedule's newest successful one when the run starts,
+    even expired, while the run takes a new one; --dry-run lists exactly what the real run deletes."""
     gid, _ = make_volume_group(rig, db_url)
     clock("2027-02-01T04:00:00Z")
     add_schedule(ams_db, gid, "--retentions", 1, 0, 0, 0, 0)
     taken = []
-    for when in ("2027-02-01T05:10:00Z", "2027-02-01T06:10:00Z"):
+    for when in ("2027-02-01T05:10:00Z", "2027-02-01T06:10:00Z", "2027-02-01T07:10:00Z"):
         clock(when)
         taken += [r["snapshot_group_id"] for r in ok(run_json(ams_db)).json["runs"]]
-    clock("2027-02-01T07:10:00Z")
+    clock("2027-02-01T09:10:00Z")  # the 07:00 group expired at 08:00; it is the newest
     dry = ok(run_json(ams_db, "--purge", "--dry-run")).json
     real = ok(run_json(ams_db, "--purge")).json
     deleted = sorted(p["snapshot_group_id"] for p in real["purge"] if p["deleted"])
-    assert deleted == taken
+    assert deleted == taken[:2]
     assert sorted(p["snapshot_group_id"] for p in dry["purge"]) == deleted
 
 

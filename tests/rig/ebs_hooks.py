@@ -622,6 +622,21 @@ def _image_mappings(orig):
     return property(block_device_mappings)
 
 
+def _own_tags(self):
+    """A resource's tags as moto's get_tags returns them, read from its own entry: moto scans
+    every tag of the region for each resource it describes (a benchmark with 10,000 snapshots
+    spent half its time there)."""
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+
+    resource_id = getattr(self, "id", None)
+    if not resource_id:
+        return []
+    tags = self.ec2_backend.tags.get(resource_id, {})
+    kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
+    return [{"resource_id": resource_id, "key": key, "value": value, "resource_type": kind}
+            for key, value in list(tags.items())]
+
+
 def install(rig):
     """Activate the hooks for ``rig`` (patches the classes once per process)."""
     from moto.ec2.models.amis import Ami
@@ -643,6 +658,10 @@ def install(rig):
         orig = cls.__dict__[name]
         _originals[(cls, name)] = orig
         setattr(cls, name, wrap(orig))
+    from moto.ec2.models.core import TaggedEC2Resource
+
+    _originals[(TaggedEC2Resource, "get_tags")] = TaggedEC2Resource.__dict__["get_tags"]
+    TaggedEC2Resource.get_tags = _own_tags
     if "state" not in Snapshot.__dict__:
         _originals[(Snapshot, "state")] = None  # added: removed again by uninstall
         Snapshot.state = property(lambda self: self.status, doc="The snapshot's State.")
