@@ -478,15 +478,3 @@ class Snapshots(RegionCalls):
                         if snapshot_id in wanted:
                             used[snapshot_id] = image["ImageId"]
         return used
-        paginator = self.ec2.get_paginator("describe_images")
-        with aws_errors(f"DescribeImages in {self.region}"):
-            for chunk in _chunks(snapshot_ids, FILTER_CHUNK):
-                pages = paginator.paginate(Owners=["self"],
-                                           Filters=[{"Name": "block-device-mapping.snapshot-id", "Values": chunk}])
-                for page in pages:
-                    for image in page.get("Images", []):
-                        for mapping in image.get("BlockDeviceMappings", []):
-                            snapshot_id = mapping.get("Ebs", {}).get("SnapshotId")
-                            if snapshot_id in chunk:
-                                used[snapshot_id] = image["ImageId"]
-        return used
