@@ -15,7 +15,8 @@ from a directory, then converted to qcow2. Stages are cached separately:
 * ``id_ed25519{,.pub}``, ``password``: generated once per cache directory.
 
 Cache directory: ``$AMS_RIG_CACHE`` or ``~/.cache/ams-rig``. Other environment variables:
-``AMS_RIG_MIRROR`` (Debian mirror for debootstrap, default http://deb.debian.org/debian),
+``AMS_RIG_MIRROR`` (Debian mirror for debootstrap; by default the Debian archive this machine's
+apt sources use, see ``tests/rig/apt_sources.py``),
 ``AMS_RIG_KERNEL_DEB`` (a linux-image .deb to use instead of ``apt-get download``).
 
 Run ``python -m tests.rig.image [--force]`` to build (or check) the image and print timings.
@@ -42,7 +43,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = (
     "systemd-sysv,udev,openssh-server,sudo,mdadm,xfsprogs,e2fsprogs,kmod,iproute2,"
     "nvme-cli,util-linux,procps,dbus,libpam-systemd"
@@ -315,8 +315,25 @@ def _credentials(cache: Path) -> tuple[Path, str, str]:
 
 # ---------------------------------------------------------------- stage 1: debootstrap
 
-def _debootstrap(cache: Path, log: Callable[[str], None]) -> tuple[Path, str]:
-    mirror = os.environ.get("AMS_RIG_MIRROR", DEFAULT_MIRROR)
+def debian_mirror() -> str:
+    """The Debian mirror for debootstrap: ``AMS_RIG_MIRROR``, else the main Debian archive of
+    this machine's apt sources. No address is built in: without either, ImageError."""
+    override = os.environ.get("AMS_RIG_MIRROR", "").strip()
+    if override:
+        return override
+    from tests.rig.apt_sources import looked_in, pick_debian_mirror, read_apt_sources
+
+    mirror = pick_debian_mirror(read_apt_sources(), SUITE)
+    if mirror is None:
+        raise ImageError(
+            f"no Debian mirror for debootstrap: found no 'deb' entry of the Debian archive "
+            f"({SUITE} or {SUITE}-updates, or another Debian release; http(s), ftp or file: URI) "
+            f"in {looked_in()}; set AMS_RIG_MIRROR to the URL of a Debian mirror (the directory "
+            f"that holds dists/ and pool/)")
+    return mirror
+
+
+def _debootstrap(cache: Path, mirror: str, log: Callable[[str], None]) -> tuple[Path, str]:
     inputs = {"suite": SUITE, "mirror": mirror, "packages": PACKAGES, "variant": "minbase",
               "version": DEBOOTSTRAP_VERSION}
     root = cache / "debootstrap"
@@ -593,8 +610,8 @@ def build_image(cache: Path | None = None, force: bool = False,
         pointer = _read_json(cache / "current.json")
         deb_stamp = _read_json(cache / "debootstrap.json")
         kernel_stamp = _read_json(cache / "kernel.json")
+        mirror = debian_mirror()
         if pointer and deb_stamp and kernel_stamp and "AMS_RIG_KERNEL_DEB" not in os.environ:
-            mirror = os.environ.get("AMS_RIG_MIRROR", DEFAULT_MIRROR)
             if deb_stamp.get("mirror") == mirror:
                 key = _image_key(json.dumps(deb_stamp, sort_keys=True), kernel_stamp["package"],
                                  public_key, password)
@@ -606,7 +623,7 @@ def build_image(cache: Path | None = None, force: bool = False,
         if missing:
             raise ImageError("cannot build the guest image, missing: " + ", ".join(missing))
         t0 = time.monotonic()
-        root, deb_inputs = _debootstrap(cache, log)
+        root, deb_inputs = _debootstrap(cache, mirror, log)
         kdir, version, package = _kernel(cache, log)
         key = _image_key(deb_inputs, package, public_key, password)
         images = cache / "images"
