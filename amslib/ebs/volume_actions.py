@@ -291,7 +291,8 @@ class AssembleArray:
 
     def describe(self):
         if self.renew_uuid:
-            command = f"mdadm --assemble {self.device} --run --update=uuid /dev/<members-in-order> (a new array UUID for the clone)"
+            command = "; ".join(join(argv) for argv in raid.renew_identity_argvs(self.device, ["/dev/<members-in-order>"]))
+            command += " (a new array UUID and name for the clone)"
         elif self.md_uuid:
             command = join(raid.assemble_argv(self.device, self.md_uuid, ["/dev/<members-in-order>"]))
         else:
@@ -358,12 +359,15 @@ class UseSingleDevice:
 class StopArray:
     hostname: str
     device: str
+    md_uuid: str = None  # the array is found by its UUID: after a reboot it may have another name
 
     def describe(self):
-        return f"host {self.hostname}: " + join(raid.stop_argv(self.device))
+        found = f" (the array with UUID {self.md_uuid}, whatever its name)" if self.md_uuid else ""
+        return f"host {self.hostname}: " + join(raid.stop_argv(self.device)) + found
 
     def run(self, ex):
-        ex.host.stop_array(self.device)
+        device = ex.host.active_arrays().get(self.md_uuid) if self.md_uuid else None
+        ex.host.stop_array(device or self.device)
 
 
 @dataclass

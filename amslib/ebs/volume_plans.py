@@ -117,7 +117,8 @@ def plan_detach(group, members, attachment, *, mounted, unmount, force):
     if group["fs_uuid"] or attachment["mount_point"]:
         plan.append(act.RemoveFstab(gid, host, group["fs_uuid"], attachment["mount_point"]))
     if group["raid_level"] is not None:
-        plan.append(act.StopArray(host, attachment["block_device"] or raid.array_device(group["array_name"] or raid.array_name(gid))))
+        plan.append(act.StopArray(host, attachment["block_device"] or raid.array_device(group["array_name"] or raid.array_name(gid)),
+                                  group["md_uuid"]))
         if group["md_uuid"]:
             plan.append(act.RemoveMdadmConf(host, group["md_uuid"]))
     plan.append(act.DetachVolumes(gid, attachment["instance_id"], [m["volume_id"] for m in members], force=force))

@@ -166,6 +166,20 @@ def assemble_argv(device, uuid, members):
     return ["mdadm", "--assemble", check_device_arg(device, "array device"), f"--uuid={uuid}", "--run", *members]
 
 
+def renew_identity_argvs(device, members):
+    """The commands that assemble a clone's array under a new UUID and its own name (the name in
+    the superblock is what udev names the array after at boot: a clone keeping its original's
+    would come up as ``ams-vg1_0``).  mdadm updates one thing per assembly, hence three steps."""
+    members = _check_members(members)
+    device = check_device_arg(device, "array device")
+    name = check_array_name(device.rsplit("/", 1)[-1])
+    return [
+        ["mdadm", "--assemble", device, "--run", "--update=uuid", *members],
+        stop_argv(device),
+        ["mdadm", "--assemble", device, "--run", "--update=name", "--homehost=any", f"--name={name}", *members],
+    ]
+
+
 def stop_argv(device):
     return ["mdadm", "--stop", check_device_arg(device, "array device")]
 

@@ -195,10 +195,9 @@ class HostDisk:
                     return active_device
                 # udev assembled the clone's members by itself: stop it to assemble it anew
                 self._stop_unmounted(active_device)
-        argv = raid.assemble_argv(device, uuid, members)
-        if renew_uuid:
-            argv = ["mdadm", "--assemble", device, "--run", "--update=uuid", *members]
-        self.sudo(argv)
+        argvs = raid.renew_identity_argvs(device, members) if renew_uuid else [raid.assemble_argv(device, uuid, members)]
+        for argv in argvs:
+            self.sudo(argv)
         return device
 
     def renew_filesystem_uuid(self, device, fs_type, scratch):

@@ -123,6 +123,13 @@ def test_snapshot_with_hooks_and_freeze_then_clone_beside_the_original(setup, co
         arrays = mdadm_arrays(g)
         assert len(arrays) == 2 and len({a.split("UUID=")[1].split()[0] for a in arrays}) == 2
     assert checksum(g, "/srv/src/a.bin") == digest_a  # the original is untouched
+    if level is not None:  # and its own array name (udev names the array after it at boot)
+        scan = gsh(g, "mdadm --detail --scan") + " "
+        assert f"name=any:ams-vg{gid} " in scan and f"name=any:ams-vg{new_gid} " in scan, scan
+    if level == 10:  # after a reboot both arrays come back under their names, both mounts too
+        g.reboot()
+        assert sorted(gsh(g, "ls /dev/md", sudo=False).split()) == sorted([f"ams-vg{gid}", f"ams-vg{new_gid}"])
+        assert checksum(g, "/srv/clone/a.bin") == digest_a and checksum(g, "/srv/src/a.bin") == digest_a
 
     for group, mount_point in ((new_gid, "/srv/clone"), (gid, "/srv/src")):
         ok(ams("volume", "detach", "volume", group, "-u"))

@@ -238,6 +238,19 @@ def test_assemble_argv_rejects(uuid, members, message):
         raid.assemble_argv("/dev/md/a", uuid, members)
 
 
+def test_renew_identity_argvs_give_a_clone_a_new_uuid_and_its_own_name():
+    assert raid.renew_identity_argvs("/dev/md/ams-vg7", MEMBERS[:2]) == [
+        ["mdadm", "--assemble", "/dev/md/ams-vg7", "--run", "--update=uuid", *MEMBERS[:2]],
+        ["mdadm", "--stop", "/dev/md/ams-vg7"],
+        ["mdadm", "--assemble", "/dev/md/ams-vg7", "--run", "--update=name", "--homehost=any", "--name=ams-vg7",
+         *MEMBERS[:2]],
+    ]
+    for device, members, message in (("/dev/md/a b", MEMBERS[:2], "invalid array"), ("/dev/md/x", [], "needs member"),
+                                     ("--scan", MEMBERS[:2], "invalid array device")):
+        with pytest.raises(UsageError, match=message):
+            raid.renew_identity_argvs(device, members)
+
+
 def test_other_argv():
     assert raid.stop_argv("/dev/md/ams-vg7") == ["mdadm", "--stop", "/dev/md/ams-vg7"]
     assert raid.examine_argv("/dev/nvme1n1") == ["mdadm", "--examine", "--export", "/dev/nvme1n1"]

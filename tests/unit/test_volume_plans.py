@@ -86,6 +86,8 @@ def test_detach_order(mounted, unmount, expect_umount):
     assert ("Unmount" in names) == expect_umount
     assert names[0] == "VerifyInstance" and names[-1] == "DetachVolumes"
     assert names.index("RemoveFstab") < names.index("StopArray") < names.index("RemoveMdadmConf") < names.index("DetachVolumes")
+    (stop,) = [step for step in plan if type(step).__name__ == "StopArray"]
+    assert stop.md_uuid == GROUP["md_uuid"] and GROUP["md_uuid"] in stop.describe()  # found by UUID, not name
     single = plans.plan_detach(dict(GROUP, raid_level=None, md_uuid=None), MEMBERS[:1], ATTACHMENT,
                                mounted=False, unmount=False, force=True)
     assert "StopArray" not in kinds(single) and single[-1].force is True
