@@ -13,9 +13,16 @@ SUPPRESS = argparse.SUPPRESS
 def _common_parent():
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("global options")
-    group.add_argument("-v", "--verbose", action="count", default=SUPPRESS, help="more detail on stderr (-vv: debug)")
-    group.add_argument("-q", "--quiet", action="store_true", default=SUPPRESS, help="only errors and results")
-    group.add_argument("--debug", action="store_true", default=SUPPRESS, help="show tracebacks on errors")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=SUPPRESS,
+        help="also print each step (and progress even off a terminal) on stderr; -vv adds debug logging",
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=SUPPRESS,
+        help="for cron: no progress, steps or confirmations; lists, dry-run plans, JSON, "
+        "warnings and errors still print",
+    )
+    group.add_argument("--debug", action="store_true", default=SUPPRESS, help="print the traceback of an error")
     group.add_argument(
         "--output", choices=("table", "json"), default=SUPPRESS, help="result format (default: table)"
     )
@@ -42,6 +49,7 @@ def show_help(parser):
         parser.print_help()
         return 2
 
+    handler.shows_help = True  # not a command of its own (tests walking the tree skip it)
     return handler
 
 

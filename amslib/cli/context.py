@@ -12,7 +12,7 @@ class Context:
         self.args = args
         self._settings = settings
         self.out = output or Output(getattr(args, "output", "table"), getattr(args, "quiet", False),
-                                    verbose=getattr(args, "verbose", 0))
+                                    verbose=getattr(args, "verbose", 0), dry_run=self.dry_run)
         self._engine = None
         self._schema_checked = False
         self._aws = None

@@ -21,6 +21,32 @@ LIST_COLUMNS = [
     ("ip_external", "Public IP"),
 ]
 
+# the keys of each host in `host list --output json` (every column of the hosts table, tags as an
+# object); a new column appears here only by a decision (tests/unit/test_cli_conventions.py)
+JSON_KEYS = [
+    "instance_id",
+    "hostname",
+    "hostname_source",
+    "name",
+    "region",
+    "availability_zone",
+    "instance_type",
+    "ami_id",
+    "hostname_internal",
+    "hostname_external",
+    "ip_internal",
+    "ip_external",
+    "vpc_id",
+    "subnet_id",
+    "state",
+    "tags",
+    "notes",
+    "created_at",
+    "updated_at",
+    "discovered_at",
+    "terminated_at",
+]
+
 # options of add and edit besides -i and -z (dest = column name)
 FIELD_OPTIONS = (
     "hostname",
@@ -44,13 +70,6 @@ def _for_json(row):
     return out
 
 
-def _print_hosts(ctx, rows):
-    if ctx.out.json:
-        ctx.out.result([_for_json(row) for row in rows])
-    else:
-        ctx.out.table(rows, LIST_COLUMNS, empty="no hosts match")
-
-
 def cmd_list(ctx, args):
     from ..store.hosts import list_hosts
 
@@ -61,9 +80,22 @@ def cmd_list(ctx, args):
         for value in (getattr(args, "value", None), getattr(args, "like", None), getattr(args, "prefix", None), args.zone)
     )
     with ctx.engine().connect() as conn:
-        rows = list_hosts(conn, field, exact=exact, like=like, prefix=prefix, zone=zone)
-    _print_hosts(ctx, rows)
+        if ctx.out.json:
+            rows = [_for_json(row) for row in list_hosts(conn, field, exact=exact, like=like, prefix=prefix, zone=zone)]
+        else:
+            rows = _table_rows(conn, field, exact=exact, like=like, prefix=prefix, zone=zone)
+    ctx.out.listing(rows, LIST_COLUMNS, JSON_KEYS, empty="no hosts match")
     return 0
+
+
+def _table_rows(conn, field, **match):
+    """The rows of ``host list``'s table: its columns only (no timestamps to parse, no tags),
+    in the order and with the filters of store.hosts.select_hosts."""
+    from ..store.hosts import select_hosts
+    from ..store.schema import hosts
+
+    query = select_hosts(field, **match).with_only_columns(*(hosts.c[key] for key, _ in LIST_COLUMNS))
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def _fields(args):
@@ -114,7 +146,7 @@ def cmd_discovery(ctx, args):
 
     regions = check_regions(args.region) if args.region else None
     engine = ctx.engine()
-    plan = discover(engine, ctx.aws, ctx.settings, regions=regions, dry_run=ctx.dry_run, progress=ctx.out.progress)
+    plan = discover(engine, ctx.aws, ctx.settings, regions=regions, dry_run=ctx.dry_run, progress=ctx.out.waiting)
     summaries = [s.as_dict() for s in plan.summaries.values()]
     total = plan.totals().as_dict()
     if ctx.out.json:
@@ -130,7 +162,7 @@ def cmd_discovery(ctx, args):
     ]
     ctx.out.table(summaries + [total], columns, empty="no regions scanned")
     if ctx.dry_run:
-        ctx.out.result(None, "dry run: nothing was written")
+        ctx.out.note("dry run: nothing was written")
     return 0
 
 

@@ -7,6 +7,7 @@ SQLAlchemy when they run, so ``--help`` and shell completion stay fast.
 
 import argparse
 import logging
+import os
 import sys
 
 from .. import __version__
@@ -62,8 +63,8 @@ def setup_logging(args):
         level = logging.INFO
     elif args.verbose >= 2 or args.debug:
         level = logging.DEBUG
-    if args.quiet:
-        level = logging.ERROR
+    if args.quiet:  # -q hides info and debug; warnings are real problems and stay (cli/output.py)
+        level = logging.WARNING
     logger = logging.getLogger("ams")
     saved = (logger.level, list(logger.handlers), logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
@@ -144,14 +145,28 @@ def _fail(args, exc, unexpected=False):
     return exc.exit_code
 
 
-def main(argv=None):
-    parser = build_parser()
+def complete(parser):
+    """Answer a shell completion request (argcomplete's ``_ARGCOMPLETE`` is set) and exit.
+
+    Only here are the database completers attached (amslib.cli.completion): a normal run
+    never walks the parser for them.
+    """
     try:
         import argcomplete
+    except ImportError:  # nothing can answer: fail quietly rather than run the command
+        return 1
+    from . import completion
 
-        argcomplete.autocomplete(parser)
-    except ImportError:
-        pass
+    completion.attach(parser)
+    finder = completion.finder_class(argcomplete.CompletionFinder)()
+    finder(parser)  # as argcomplete.autocomplete(parser): writes the candidates and exits
+    return 1
+
+
+def main(argv=None):
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:
+        return complete(parser)
     args = parse_args(parser, argv)
     return run(args)
 

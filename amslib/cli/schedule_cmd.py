@@ -13,6 +13,7 @@ LIST_COLUMNS = [
     ("description", "Description"),
 ]
 
+# the keys of each schedule in `snapshot schedule list --output json` (tests/unit/test_cli_conventions.py)
 JSON_KEYS = ["schedule_id", "resource_type", "hostname", "instance_id", "volume_group_id", "mount_point",
              "interval_hour", "interval_day", "interval_week", "interval_month", "retain_hourly", "retain_daily",
              "retain_weekly", "retain_monthly", "retain_yearly", "pre_command", "post_command", "description",
@@ -50,10 +51,7 @@ def cmd_list(ctx, args):
     rows = service.list_schedules(ctx, resource_type=resource, exact=exact,
                                   like=args.like.lower() if args.like else None,
                                   prefix=args.prefix.lower() if args.prefix else None)
-    if ctx.out.json:
-        ctx.out.result([{k: r.get(k) for k in JSON_KEYS} for r in rows])
-    else:
-        ctx.out.table([_list_row(r) for r in rows], LIST_COLUMNS, empty="no snapshot schedules")
+    ctx.out.listing([_list_row(r) for r in rows], LIST_COLUMNS, JSON_KEYS, empty="no snapshot schedules")
     return 0
 
 
@@ -116,7 +114,7 @@ def cmd_run(ctx, args):
             rows = [dict(p, what=_purge_text(p)) for p in result["purge"]]
             ctx.out.table(rows, PURGE_COLUMNS, empty="nothing expired to purge")
         if ctx.dry_run:
-            ctx.out.result(None, "dry run: nothing was taken or deleted")
+            ctx.out.note("dry run: nothing was taken or deleted")
     service.raise_for_failures(result)
     return 0
 

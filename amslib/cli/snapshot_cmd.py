@@ -15,6 +15,7 @@ LIST_COLUMNS = [
     ("copied_from_id", "Copy of"),
 ]
 
+# the keys of each group in `snapshot list --output json` (tests/unit/test_cli_conventions.py)
 JSON_KEYS = ["snapshot_group_id", "created_at", "expires_at", "region", "volume_group_id", "members", "state",
              "progress", "description", "source_hostname", "source_instance_id", "source_mount_point",
              "copied_from_id", "raid_level", "stripe_block_size", "fs_type", "schedule_id"]
@@ -34,11 +35,7 @@ def _row(row):
 
 
 def _print_rows(ctx, rows):
-    rows = [_row(r) for r in rows]
-    if ctx.out.json:
-        ctx.out.result([{k: r.get(k) for k in JSON_KEYS} for r in rows])
-    else:
-        ctx.out.table(rows, LIST_COLUMNS, empty="no snapshot groups match")
+    ctx.out.listing([_row(r) for r in rows], LIST_COLUMNS, JSON_KEYS, empty="no snapshot groups match")
 
 
 def _report(ctx, result, text):
@@ -144,7 +141,7 @@ def _delete_report(ctx, results):
             else:
                 ctx.out.result(None, f"deleted snapshot group {r['snapshot_group_id']} ({', '.join(r['snapshot_ids'])})")
         if not results:
-            ctx.out.result(None, "no snapshot groups to delete")
+            ctx.out.note("no snapshot groups to delete")
     if refused:
         from ..core.errors import ConflictError
 

@@ -24,6 +24,11 @@ LIST_COLUMNS = [
     ("state", "State"),
 ]
 
+# the keys of each group in `volume list --output json` (tests/unit/test_cli_conventions.py)
+JSON_KEYS = ["volume_group_id", "raid_level", "stripe_block_size", "members", "size_gib", "total_gib",
+             "volume_type", "iops", "throughput", "availability_zone", "hostname", "instance_id",
+             "mount_point", "block_device", "fs_type", "automount", "state", "created_at"]
+
 
 def _list_row(row):
     out = dict(row)
@@ -31,6 +36,8 @@ def _list_row(row):
     out["raid"] = "none" if level is None else f"raid{level}"
     members = row["members"] or 0
     out["members"] = members
+    if row["total_gib"] is not None:
+        out["total_gib"] = int(row["total_gib"])  # MySQL sums to a Decimal
     out["size"] = row["size_gib"] if members <= 1 else f"{members}x{row['size_gib']}"
     perf = [str(v) for v in (row["iops"], row["throughput"]) if v]
     out["performance"] = "/".join(perf)
@@ -49,13 +56,7 @@ def cmd_list(ctx, args):
     )
     with ctx.engine().connect() as conn:
         rows = [_list_row(r) for r in list_groups(conn, field, exact=exact, like=like, prefix=prefix, zone=zone)]
-    if ctx.out.json:
-        keys = ["volume_group_id", "raid_level", "stripe_block_size", "members", "size_gib", "total_gib",
-                "volume_type", "iops", "throughput", "availability_zone", "hostname", "instance_id",
-                "mount_point", "block_device", "fs_type", "automount", "state", "created_at"]
-        ctx.out.result([{k: r.get(k) for k in keys} for r in rows])
-    else:
-        ctx.out.table(rows, LIST_COLUMNS, empty="no volume groups match")
+    ctx.out.listing(rows, LIST_COLUMNS, JSON_KEYS, empty="no volume groups match")
     return 0
 
 

@@ -68,8 +68,10 @@ def _upgrade(connection, target):
     command.upgrade(_config(connection), target)
 
 
-def install(engine):
-    """Create the full schema on an empty database; return the new version."""
+def install(engine, dry_run=False):
+    """Create the full schema on an empty database; return the new version.
+
+    ``dry_run``: make the same checks, change nothing, return the version it would install."""
     with connect(engine) as connection:
         existing = _tables(connection)
         if existing:
@@ -79,13 +81,17 @@ def install(engine):
                 f"database {safe_url(engine.url)} is not empty ({state}); "
                 "use 'ams internals database upgrade' to update an existing schema"
             )
+        if dry_run:
+            return head_revision()
         _upgrade(connection, "head")
         connection.commit()
         return current_revision(connection)
 
 
-def upgrade(engine, target="head"):
-    """Migrate to ``target``; return (version before, version after)."""
+def upgrade(engine, target="head", dry_run=False):
+    """Migrate to ``target``; return (version before, version after).
+
+    ``dry_run``: make the same checks, change nothing, return (version now, version now)."""
     with connect(engine) as connection:
         before = current_revision(connection)
         if before is None and _tables(connection):
@@ -96,6 +102,8 @@ def upgrade(engine, target="head"):
             raise SchemaError(
                 f"database version {before} is newer than this ams knows ({head_revision()}); upgrade ams"
             )
+        if dry_run:
+            return before, before
         _upgrade(connection, target)
         connection.commit()
         return before, current_revision(connection)

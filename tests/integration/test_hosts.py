@@ -231,10 +231,11 @@ def test_paging_over_1000_instances_in_bulk(hosts_env, db_url, round_trips, monk
 def test_discovery_in_a_process_with_default_paging(hosts_env, db_url):
     ams, rig = hosts_env
     launch(rig, "us-east-1a", 3, name="proc")
-    result = run_ams_process("host", "discovery", "--region", "us-east-1", "--output", "json")
+    result = run_ams_process("host", "discovery", "--region", "us-east-1", "--output", "json", "-v")
     assert result.code == 0, str(result)
     assert summary(result.json, "us-east-1")["added"] == 3
-    assert "us-east-1: 3 instance(s) in 1 page(s)" in result.err  # progress on stderr, json alone on stdout
+    # progress on stderr (off a terminal only with -v), json alone on stdout
+    assert "us-east-1: 3 instance(s) in 1 page(s)" in result.err
     assert rig.counts("us-east-1").get("DescribeInstances") == 1
     listed = run_ams_process("host", "list", "host", "proc", "--output", "json")
     assert listed.code == 0 and len(listed.json) == 3
@@ -270,7 +271,7 @@ def test_discovery_dry_run_and_table(hosts_env, db_url, monkeypatch):
     assert "| us-east-1 | 2         | 2     |" in result.out
     assert rows(db_url) == []
     monkeypatch.setenv("AMS_HOSTNAME_RULE", "public-ip")
-    result = ok(ams("host", "discovery", "--region", "us-east-1"))
+    result = ok(ams("host", "discovery", "--region", "us-east-1", "-v"))
     assert "discovering instances in 1 region(s): us-east-1" in result.err
     ips = sorted(r["ip_external"] for r in rows(db_url))
     assert sorted(r["hostname"] for r in rows(db_url)) == ips

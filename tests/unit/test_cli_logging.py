@@ -9,7 +9,7 @@ def test_setup_logging_levels_and_restore():
     logger = logging.getLogger("ams")
     before = (logger.level, list(logger.handlers), logger.propagate)
     for argv, level in (([], logging.WARNING), (["-v"], logging.INFO), (["-vv"], logging.DEBUG),
-                        (["--debug"], logging.DEBUG), (["-q"], logging.ERROR)):
+                        (["--debug"], logging.DEBUG), (["-q"], logging.WARNING)):
         args = parse_args(build_parser(), argv + ["internals", "database", "upgrade"])
         got, restore = setup_logging(args)
         assert got is logger and logger.level == level
