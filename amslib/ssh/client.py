@@ -16,6 +16,8 @@ from ..core.errors import SshAuthError, SshConnectError, SshError
 from . import hostkeys
 from .execution import Exchange, execute
 from .options import MAX_JUMPS, load_ssh_config, resolve_jump, resolve_options
+from .quoting import join
+from .sshconfig import shell_argv
 from .sudo import SudoExchange, new_token, sudo_command
 
 log = logging.getLogger("ams.ssh.client")
@@ -187,7 +189,7 @@ def _open_socket(options, jump):
             raise SshConnectError(f"jump host {jump.label} cannot reach {target}: {exc}") from None
     if options.proxy_command:
         try:
-            return paramiko.ProxyCommand(options.proxy_command)
+            return paramiko.ProxyCommand(join(shell_argv(options.proxy_command)))  # split back by shlex
         except (paramiko.SSHException, OSError) as exc:
             raise SshConnectError(f"ProxyCommand for {target} failed: {exc}") from None
     try:
@@ -213,9 +215,9 @@ def _start_transport(options, sock):
         transport.auth_timeout = options.auth_timeout
     security = transport.get_security_options()
     if options.host_key_policy != "off":
-        known = hostkeys.load_known_hosts(options.known_hosts)
+        known = hostkeys.load_known_hosts((options.known_hosts, *options.known_hosts_readonly))
         security.key_types = hostkeys.preferred_algorithms(
-            known, options.hostname, options.port, security.key_types
+            known, options.hostname, options.port, security.key_types, alias=options.host_key_alias
         )
     try:
         transport.start_client(timeout=timeout)
@@ -227,7 +229,8 @@ def _start_transport(options, sock):
         raise SshConnectError(f"SSH handshake with {target} failed: {reason}") from None
     try:
         hostkeys.verify_host_key(transport.get_remote_server_key(), options.hostname, options.port,
-                                 options.known_hosts, options.host_key_policy)
+                                 options.known_hosts, options.host_key_policy,
+                                 readonly=options.known_hosts_readonly, alias=options.host_key_alias)
     except BaseException:
         transport.close()
         raise
@@ -235,22 +238,32 @@ def _start_transport(options, sock):
     return transport
 
 
-def _load_key(path):
-    """(key, None) or (None, why the file cannot be used)."""
+def _load_key(path, passphrase=None):
+    """(key, None) or (None, why the file cannot be used).
+
+    An encrypted key is opened with ``passphrase`` (SSH_KEY_PASSPHRASE); the
+    passphrase never appears in the reason given.
+    """
     try:
         return paramiko.PKey.from_path(path), None
-    except paramiko.PasswordRequiredException:
-        return None, "encrypted; load it into ssh-agent"
+    except (paramiko.PasswordRequiredException, TypeError):  # paramiko 3.2+: TypeError when encrypted
+        pass
     except FileNotFoundError:
         return None, "no such file"
     except (OSError, paramiko.SSHException, ValueError) as exc:
         return None, f"unreadable: {exc}"
+    if not passphrase:
+        return None, "encrypted; set SSH_KEY_PASSPHRASE or load it into ssh-agent"
+    try:
+        return paramiko.PKey.from_path(path, passphrase.encode("utf-8")), None
+    except (OSError, paramiko.SSHException, ValueError, TypeError):
+        return None, "encrypted; SSH_KEY_PASSPHRASE does not decrypt it"
 
 
 def _auth_attempts(options):
     """Yield (description, callable(transport)) in order: key files, agent, password."""
     for path in options.keyfiles:
-        key, problem = _load_key(path)
+        key, problem = _load_key(path, options.key_passphrase)
         if key is None:
             yield f"publickey {path} ({problem})", None
         else:

@@ -77,6 +77,10 @@ def kill(channel):
         channel.shutdown_write()  # e.g. sudo waiting for a password gives up at once
     except (OSError, EOFError, paramiko.SSHException):
         pass
+    transport = channel.get_transport()
+    if transport is None or not transport.is_active():  # nobody left to signal
+        channel.close()
+        return
     _send_signal(channel, "TERM")
     if not channel.status_event.wait(KILL_GRACE):
         _send_signal(channel, "KILL")
@@ -108,6 +112,10 @@ def execute(transport, command, *, host, timeout=None, exchange=None, shown=None
         if exit_status == -1 and not transport.is_active():
             raise SshError(f"connection to {host} lost while running: {shorten(shown, 200)}")
         exchange.finish(exit_status)
+    except (paramiko.SSHException, EOFError, OSError) as exc:  # the SSH layer failed, not ams
+        kill(channel)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise SshError(f"SSH failure on {host} while running {shorten(shown, 200)}: {reason}") from None
     except BaseException:
         kill(channel)
         raise

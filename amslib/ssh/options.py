@@ -5,27 +5,36 @@ Precedence for the managed host, highest first:
 1. explicit arguments of ``connect()`` (``port=``, ``user=``, ``keyfile=``, ``password=``);
 2. ams settings (``SSH_USER``, ``SSH_PORT``, ``SSH_KEYFILE``, ``SSH_PASSWORD``) when set;
    ``SSH_PORT`` counts as set only when it is not the default 22;
-3. the ssh config (``SSH_CONFIG_FILE`` or ``~/.ssh/config``): ``HostName``, ``Port``,
-   ``User``, ``IdentityFile``, ``IdentitiesOnly``, ``ProxyJump``, ``ProxyCommand``;
+3. the ssh config (``SSH_CONFIG_FILE`` or ``~/.ssh/config``, with its ``Include``
+   files): ``HostName``, ``Port``, ``User``, ``IdentityFile``, ``IdentitiesOnly``,
+   ``ProxyJump``, ``ProxyCommand`` (run with ``sh -c``, ``%h %p %r %n %%``
+   expanded with the port and user used), ``UserKnownHostsFile`` (below
+   ``SSH_KNOWN_HOSTS``), ``GlobalKnownHostsFile``, ``HostKeyAlias``;
 4. defaults: port 22, the local user name, ``~/.ssh/id_ed25519``, ``id_ecdsa``,
    ``id_rsa`` (those that exist).
 
 Jump hosts (``ProxyJump``) are the operator's bastions, not managed hosts:
 for them the ``user@host:port`` of the ProxyJump entry wins, then the ssh
 config of the jump host, then the ams settings, then the defaults.
+``SSH_PASSWORD`` is never offered to a jump host: bastions log in with keys
+or the agent only.
 """
 
 import getpass
 import os
+import shlex
 from dataclasses import dataclass, field
 
 import paramiko
 
 from ..core.errors import ConfigError
 from ..core.settings import DEFAULTS
+from .sshconfig import SshConfig, proxy_command_line, read_ssh_config
 
 DEFAULT_PORT = 22
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")  # as OpenSSH; read-only
 MAX_JUMPS = 8
 
 
@@ -38,11 +47,14 @@ class ConnectOptions:
     port: int
     user: str
     keyfiles: tuple = ()
+    key_passphrase: str = field(default=None, repr=False)  # SSH_KEY_PASSPHRASE, for encrypted key files
     password: str = field(default=None, repr=False)
     use_agent: bool = True
     proxy_jump: tuple = ()  # jump host specs, first hop first
-    proxy_command: str = None
-    known_hosts: str = None
+    proxy_command: str = None  # tokens expanded; run with sh -c
+    known_hosts: str = None  # the user's known_hosts file: new keys are recorded here
+    known_hosts_readonly: tuple = ()  # more files read, never written (e.g. /etc/ssh/ssh_known_hosts)
+    host_key_alias: str = None  # ssh config HostKeyAlias: the host's name in known_hosts
     host_key_policy: str = "accept-new"
     connect_timeout: float = None
     auth_timeout: float = None
@@ -61,13 +73,13 @@ class ConnectOptions:
 
 
 def load_ssh_config(path=None):
-    """Parse the ssh config at ``path`` (None: ``~/.ssh/config`` if it exists)."""
+    """Parse the ssh config at ``path`` (None: ``~/.ssh/config`` if it exists), with its Includes."""
     if path is None:
         path = os.path.expanduser("~/.ssh/config")
         if not os.path.isfile(path):
-            return paramiko.SSHConfig()
+            return SshConfig()
     try:
-        return paramiko.SSHConfig.from_path(path)
+        return read_ssh_config(os.path.expanduser(path))
     except (OSError, paramiko.SSHException, ValueError) as exc:
         raise ConfigError(f"cannot read ssh config {path}: {exc}") from None
 
@@ -153,24 +165,59 @@ def resolve_options(hostname, settings, *, port=None, user=None, keyfile=None, p
     proxy_command = found.get("proxycommand")
     if proxy_command and proxy_command.lower() == "none":
         proxy_command = None
+    user = user or getpass.getuser()
+    hostname_used = found.get("hostname", hostname)
+    if proxy_command and not proxy_jump:
+        proxy_command = proxy_command_line(proxy_command, hostname=hostname_used, port=int(port),
+                                           user=user, alias=hostname)
+    known_hosts = _known_hosts_files(found, settings, jump)
 
     return ConnectOptions(
         alias=hostname,
-        hostname=found.get("hostname", hostname),
+        hostname=hostname_used,
         port=int(port),
-        user=user or getpass.getuser(),
+        user=user,
         keyfiles=keyfiles,
-        password=_first(password, settings.get("SSH_PASSWORD")),
+        key_passphrase=settings.get("SSH_KEY_PASSPHRASE"),  # the operator's key files: jump hosts too
+        # SSH_PASSWORD is the managed hosts' password: a ProxyJump bastion gets key/agent
+        # auth only (and never sees that password).
+        password=password if jump else _first(password, settings.get("SSH_PASSWORD")),
         use_agent=bool(settings.get("SSH_USE_AGENT")) and not identities_only,
         proxy_jump=proxy_jump,
         proxy_command=None if proxy_jump else proxy_command,
-        known_hosts=_expand(settings.get("SSH_KNOWN_HOSTS") or "~/.ssh/known_hosts"),
+        known_hosts=known_hosts[0],
+        known_hosts_readonly=known_hosts[1:],
+        host_key_alias=found.get("hostkeyalias") or None,
         host_key_policy=settings.get("SSH_HOST_KEY_POLICY") or "accept-new",
         connect_timeout=settings.get("SSH_CONNECT_TIMEOUT"),
         auth_timeout=settings.get("SSH_AUTH_TIMEOUT"),
         command_timeout=settings.get("SSH_COMMAND_TIMEOUT"),
         sudo_password=settings.get("SUDO_PASSWORD"),
     )
+
+
+def _split_files(value):
+    """The file names of a UserKnownHostsFile/GlobalKnownHostsFile value (``none``: /dev/null)."""
+    try:
+        names = shlex.split(value)
+    except ValueError:
+        raise ConfigError(f"ssh config: bad known hosts file list {value!r}") from None
+    return tuple(os.devnull if name.lower() == "none" else _expand(name) for name in names)
+
+
+def _known_hosts_files(found, settings, jump):
+    """(user file recorded to, *files only read): SSH_KNOWN_HOSTS or UserKnownHostsFile, then
+    GlobalKnownHostsFile or the system-wide files."""
+    setting = settings.get("SSH_KNOWN_HOSTS")
+    setting_files = (_expand(setting),) if setting else ()
+    config_files = _split_files(found["userknownhostsfile"]) if found.get("userknownhostsfile") else ()
+    user_files = (config_files or setting_files) if jump else (setting_files or config_files)
+    user_files = user_files or (_expand(DEFAULT_KNOWN_HOSTS),)
+    if found.get("globalknownhostsfile"):
+        system_files = _split_files(found["globalknownhostsfile"])
+    else:
+        system_files = SYSTEM_KNOWN_HOSTS
+    return user_files + tuple(f for f in system_files if f not in user_files)
 
 
 def resolve_jump(spec, settings, ssh_config):

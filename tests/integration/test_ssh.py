@@ -112,6 +112,24 @@ def test_key_only_user_refuses_a_password(ssh_rig):
         connect(ssh_rig.host.address, settings)
 
 
+def test_encrypted_key_with_ssh_key_passphrase(ssh_rig, tmp_path):
+    passphrase = "key-passphrase-42"
+    key = tmp_path / "encrypted_key"
+    key.write_bytes(open(ssh_rig.user("key").key_path, "rb").read())
+    key.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-N", passphrase, "-f", str(key)], check=True,
+                   capture_output=True)
+    settings = ssh_rig.settings("key", key=key, SSH_KEY_PASSPHRASE=passphrase)
+    with connect(ssh_rig.host.address, settings) as connection:
+        assert connection.run("id -un").text == "amst-key\n"
+    with pytest.raises(SshAuthError, match="encrypted; set SSH_KEY_PASSPHRASE") as failure:
+        connect(ssh_rig.host.address, ssh_rig.settings("key", key=key))
+    assert_one_line(failure.value)
+    with pytest.raises(SshAuthError, match="SSH_KEY_PASSPHRASE does not decrypt it") as failure:
+        connect(ssh_rig.host.address, ssh_rig.settings("key", key=key, SSH_KEY_PASSPHRASE="wrong-pass"))
+    assert "wrong-pass" not in str(failure.value) and passphrase not in str(failure.value)
+
+
 def test_missing_key_file_is_named(ssh_rig, tmp_path):
     missing = str(tmp_path / "no-such-key")
     with pytest.raises(SshAuthError, match="no such file"):
@@ -393,6 +411,28 @@ def test_changed_host_key_is_rejected(ssh_rig, fresh_ssh_host, tmp_path):
         assert connection.run("true").ok
 
 
+def test_revoked_host_key_is_refused_even_with_policy_off(ssh_rig, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    lines = ssh_rig.host.known_hosts_lines()
+    known_hosts.write_text("".join(f"@revoked * {line.split(None, 1)[1]}\n" for line in lines))
+    for policy in ("accept-new", "off"):
+        settings = ssh_rig.settings("key", SSH_KNOWN_HOSTS=known_hosts, SSH_HOST_KEY_POLICY=policy)
+        with pytest.raises(HostKeyError, match="revoked host key") as failure:
+            connect(ssh_rig.host.address, settings)
+        assert_one_line(failure.value)
+    assert known_hosts.read_text().count("\n") == len(lines)  # nothing recorded
+
+
+def test_cert_authority_lines_do_not_break_known_hosts(ssh_rig, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    lines = ssh_rig.host.known_hosts_lines()
+    ca = "@cert-authority *.example.com " + lines[0].split(None, 1)[1]
+    known_hosts.write_text(ca + "\n" + "\n".join(lines) + "\n")
+    settings = ssh_rig.settings("key", SSH_KNOWN_HOSTS=known_hosts, SSH_HOST_KEY_POLICY="strict")
+    with connect(ssh_rig.host.address, settings) as connection:
+        assert connection.run("true").ok
+
+
 # --- the test hosts themselves -------------------------------------------------------------------
 
 def test_test_host_has_private_fstab_and_mdadm_conf(ssh_rig, fresh_ssh_host):
@@ -463,6 +503,37 @@ Host behind
     assert bastion.read_log().count(forwarded) == before + 1  # sshd's direct-tcpip debug line
 
 
+def test_ssh_password_is_for_the_host_not_the_bastion(ssh_rig, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* to fall back on
+    pass_user, key_user = ssh_rig.user("pass"), ssh_rig.user("key")
+    target, bastion = ssh_rig.host, ssh_rig.jump_host
+    behind = f"""
+Host behind
+    HostName {target.address}
+    Port {target.port}
+    ProxyJump bastion
+"""
+    # A bastion login that only SSH_PASSWORD could open: refused, the password never offered.
+    config = write_ssh_config(tmp_path, f"""
+Host bastion
+    HostName {bastion.address}
+    Port {bastion.port}
+    User {pass_user.name}
+""" + behind)
+    settings = ssh_rig.settings("pass", key=False, password=True, SSH_PORT=None, SSH_CONFIG_FILE=config)
+    failed = bastion.read_log().count(f"password for {pass_user.name}")
+    with pytest.raises(SshAuthError, match=f"{pass_user.name}@{bastion.address}") as failure:
+        connect("behind", settings)
+    assert "tried: password" not in str(failure.value)
+    assert bastion.read_log().count(f"password for {pass_user.name}") == failed
+    # The bastion by key, the host behind it by SSH_PASSWORD.
+    config = write_ssh_config(tmp_path, bastion_entry(bastion, key_user) + behind)
+    settings = ssh_rig.settings("pass", key=False, password=True, SSH_PORT=None, SSH_CONFIG_FILE=config)
+    with connect("behind", settings) as connection:
+        assert connection.run("id -un").text == "amst-pass\n"
+        assert connection.jump.label.startswith("amst-key@")
+
+
 def test_proxy_command(ssh_rig, tmp_path):
     user, target, bastion = ssh_rig.user("key"), ssh_rig.host, ssh_rig.jump_host
     config = write_ssh_config(tmp_path, f"""
@@ -477,6 +548,51 @@ Host via-command
     with connect("via-command", settings) as connection:
         assert connection.run("id -un").text == "amst-key\n"
     assert bastion.read_log().count(forwarded) == before + 1
+
+
+def test_proxy_command_runs_through_a_shell_with_tokens(ssh_rig, tmp_path):
+    user, target, bastion = ssh_rig.user("key"), ssh_rig.host, ssh_rig.jump_host
+    # $(...) and a redirection work only when run as OpenSSH runs it ("exec ..." in sh -c);
+    # %r is the user ams logs in as, %n the name ams was given
+    config = write_ssh_config(tmp_path, f"""
+Host via-shell
+    HostName {target.address}
+    Port {target.port}
+    ProxyCommand $(echo ssh) -q -i {user.key_path} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p {bastion.port} %r@{bastion.address} -W %h:%p 2>{tmp_path}/%n.stderr
+""")
+    settings = ssh_rig.settings("key", SSH_PORT=None, SSH_CONFIG_FILE=config)
+    with connect("via-shell", settings) as connection:
+        assert connection.run("id -un").text == "amst-key\n"
+    assert (tmp_path / "via-shell.stderr").exists()
+
+
+def test_include_user_known_hosts_file_and_host_key_alias(ssh_rig, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh" / "config.d").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    user, host = ssh_rig.user("key"), ssh_rig.host
+    (home / ".ssh" / "config.d" / "db.conf").write_text(f"""
+Host db-included
+    HostName {host.address}
+    Port {host.port}
+    User {user.name}
+    IdentityFile {user.key_path}
+    HostKeyAlias db-included-key
+    UserKnownHostsFile ~/.ssh/ams_known_hosts
+""")
+    config = home / ".ssh" / "config"
+    config.write_text("Include config.d/*.conf\n")
+    settings = ssh_rig.settings(user, key=False, SSH_USER=None, SSH_PORT=None, SSH_KNOWN_HOSTS=None,
+                                SSH_CONFIG_FILE=config)
+    with connect("db-included", settings) as connection:
+        assert connection.run("id -un").text == "amst-key\n"
+    recorded = (home / ".ssh" / "ams_known_hosts").read_text().splitlines()
+    assert len(recorded) == 1 and recorded[0].startswith("db-included-key ")
+    assert recorded[0].split(None, 1)[1] in [line.split(None, 1)[1] for line in host.known_hosts_lines()]
+    strict = ssh_rig.settings(user, key=False, SSH_USER=None, SSH_PORT=None, SSH_KNOWN_HOSTS=None,
+                              SSH_CONFIG_FILE=config, SSH_HOST_KEY_POLICY="strict")
+    with connect("db-included", strict) as connection:  # found again under the alias
+        assert connection.run("true").ok
 
 
 # --- the pool -----------------------------------------------------------------------------------

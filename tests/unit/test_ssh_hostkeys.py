@@ -90,3 +90,41 @@ def test_corrupt_known_hosts_is_a_host_key_error(tmp_path):
     path.write_text("h ssh-ed25519 AAAA!!!notbase64\n")
     with pytest.raises(HostKeyError, match=f"cannot read known_hosts file {path}"):
         verify_host_key(ecdsa(), "h", 22, str(path), "accept-new")
+
+
+# --- @cert-authority and @revoked markers --------------------------------------------------------
+
+def test_cert_authority_line_is_skipped_without_breaking_other_lines(tmp_path):
+    path = tmp_path / "known_hosts"
+    key, ca = ecdsa(), ecdsa()
+    path.write_text(f"@cert-authority *.example.com {ca.get_name()} {ca.get_base64()}\n"
+                    f"h {key.get_name()} {key.get_base64()}\n")
+    verify_host_key(key, "h", 22, str(path), "strict")
+    with pytest.raises(HostKeyError, match="unknown"):  # the CA key is no host key of h
+        verify_host_key(ca, "h.example.com", 22, str(path), "strict")
+    assert load_known_hosts(str(path)).revoked == []
+
+
+@pytest.mark.parametrize("policy", ["strict", "accept-new", "off"])
+def test_revoked_key_is_refused_under_every_policy(tmp_path, policy):
+    path = tmp_path / "known_hosts"
+    key, good = ecdsa(), ecdsa()
+    path.write_text(f"@revoked * {key.get_name()} {key.get_base64()}\n"
+                    f"h {key.get_name()} {key.get_base64()}\n"
+                    f"good {good.get_name()} {good.get_base64()}\n")
+    before = path.read_text()
+    with pytest.raises(HostKeyError, match=r"h presented a revoked host key .*@revoked in") as failure:
+        verify_host_key(key, "h", 22, str(path), policy)
+    assert "\n" not in str(failure.value) and key.fingerprint in str(failure.value)
+    with pytest.raises(HostKeyError, match="revoked"):  # unknown host, revoked key: not recorded
+        verify_host_key(key, "new", 22, str(path), policy)
+    assert path.read_text() == before
+    verify_host_key(good, "good", 22, str(path), policy)  # other lines still work
+
+
+def test_revoked_marker_may_be_tab_separated(tmp_path):
+    path = tmp_path / "known_hosts"
+    key = ecdsa()
+    path.write_text(f"@revoked\t[h]:2222 {key.get_name()} {key.get_base64()}\n")
+    with pytest.raises(HostKeyError, match="revoked"):
+        verify_host_key(key, "h", 2222, str(path), "accept-new")

@@ -162,3 +162,10 @@ def test_proxy_jump_loop_is_refused_before_any_connection(settings_for, tmp_path
                 pool.get("a")
         else:
             connect("a", settings)
+
+
+def test_ssh_password_is_not_used_for_jump_hosts(settings_for, config):
+    settings = settings_for(SSH_PASSWORD="host-secret")
+    assert resolve_options("behind", settings, ssh_config=config).password == "host-secret"
+    for spec in ("bastion", "admin@bastion:2022", "plainhost"):
+        assert resolve_jump(spec, settings, config).password is None
