@@ -2,7 +2,11 @@
 # path named by $AMS_SETTINGS) and set what you need. Every value here can also
 # be given as an environment variable AMS_<NAME>, which wins over this file;
 # lists are then comma separated (AMS_AWS_REGIONS=us-east-1,eu-west-1).
-# Anything left out keeps the default shown.
+# Anything left out keeps the default shown. Values must have the type shown
+# (a number, True/False, a list of strings, a string or None); every UPPER_CASE
+# name is taken as a setting, so a misspelt one is an error: names of your own
+# must be lower case or start with _. A file holding a password or secret key
+# must be private (chmod 600), else ams warns on every run.
 
 # --- State database ---------------------------------------------------------
 # SQLAlchemy URL. None: SQLite at ~/.ams/ams.db (fine for one operator).
@@ -26,6 +30,7 @@ AWS_RETRY_MODE = "adaptive"   # botocore retry mode: legacy, standard or adaptiv
 SSH_USER = None               # None: User from ~/.ssh/config, else your login name
 SSH_PORT = 22
 SSH_KEYFILE = None            # private key file; the SSH agent is also tried
+SSH_KEY_PASSPHRASE = None     # passphrase of encrypted key files (a secret: never shown)
 SSH_PASSWORD = None           # password login (prefer keys)
 SSH_USE_AGENT = True
 SSH_CONFIG_FILE = None        # None: ~/.ssh/config when it exists

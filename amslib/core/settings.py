@@ -6,10 +6,25 @@ else ``/etc/ams/settings.py``; with none, ams runs on the embedded defaults
 environment variable ``AMS_NAME``; the value is converted to the type of the
 default (int, float, bool, comma separated list).  ``sample_settings.py`` at the
 project root documents each one.
+
+Values in the settings file are checked against the same types (an int where a
+float is expected is accepted; a path may be a ``pathlib.Path``); a wrong type
+is a ConfigError naming the file and the setting.  Every UPPER_CASE name the
+file defines must be a known setting: a misspelt one (``SSH_USRE``) is a
+ConfigError with the closest known names, so a typo never silently leaves a
+default in force.  Lower-case names, names starting with ``_`` and names
+the file imports are the file's own business and are ignored.
+
+A settings file that holds a secret (a password, a passphrase, the AWS secret
+key, a DB_URL with a password) and that group or others can read gets one
+warning on stderr suggesting ``chmod 600``; the secret itself is never shown.
 """
 
 import os
 import runpy
+import stat
+import sys
+import types
 
 from .errors import ConfigError
 
@@ -35,6 +50,7 @@ DEFAULTS = {
     "SSH_USER": None,  # None: ~/.ssh/config or the local user name
     "SSH_PORT": 22,
     "SSH_KEYFILE": None,
+    "SSH_KEY_PASSPHRASE": None,  # secret: passphrase of encrypted key files
     "SSH_PASSWORD": None,
     "SSH_USE_AGENT": True,
     "SSH_CONFIG_FILE": None,  # None: ~/.ssh/config when it exists
@@ -57,7 +73,25 @@ DEFAULTS = {
     "LOG_FILE": None,
 }
 
-SECRET_NAMES = frozenset({"AWS_SECRET_ACCESS_KEY", "SSH_PASSWORD", "SUDO_PASSWORD"})
+SECRET_NAMES = frozenset({"AWS_SECRET_ACCESS_KEY", "SSH_KEY_PASSPHRASE", "SSH_PASSWORD", "SUDO_PASSWORD"})
+
+
+def is_secret_name(name):
+    """True for settings whose value must never be shown: the known secrets, and any
+    setting named like a password, passphrase or secret (future ones included)."""
+    return name in SECRET_NAMES or any(word in name for word in ("PASSWORD", "PASSPHRASE", "SECRET"))
+
+
+def url_has_password(url):
+    """True when a database URL carries a password (stdlib parsing: no SQLAlchemy import)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str):
+        return False
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return "@" in url  # unparsable: assume the worst
 
 
 SYSTEM_SETTINGS_PATH = "/etc/ams/settings.py"
@@ -104,6 +138,129 @@ def _convert(name, raw, default):
     return raw
 
 
+_TYPE_WORDS = {bool: "true or false (True/False)", int: "a whole number", float: "a number"}
+
+
+def _describe(name, value):
+    """How a wrong value is shown in a message: never the value of a secret."""
+    if is_secret_name(name) or name == "DB_URL":
+        return f"a value of type {type(value).__name__}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check_file_value(source, name, value, default):
+    """The value ``name`` has in the settings file, checked against the type of its default
+    (and normalised: int to float, a path object to str, a tuple to a list)."""
+    def wrong(expected):
+        return ConfigError(f"settings file {source}: {name} must be {expected}, not {_describe(name, value)}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong(_TYPE_WORDS[bool])
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong(_TYPE_WORDS[int])
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong(_TYPE_WORDS[float])
+        return float(value)
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise wrong("a list of strings such as ['us-east-1', 'eu-west-1']")
+        return list(value)
+    # A string setting; one whose default is None may also be None (= the default behaviour).
+    if value is None and default is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise wrong("a string" + (" or None" if default is None else ""))
+    return value
+
+
+def _imported_names(source):
+    """Names the settings file binds by ``import``/``from ... import`` (anywhere in it)."""
+    import ast
+
+    try:
+        with open(source, "rb") as handle:
+            tree = ast.parse(handle.read(), filename=source)
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                names.add(alias.asname or alias.name.split(".")[0])
+    return names
+
+
+def _is_setting_like(name, value, imported):
+    """Names the settings file is taken to mean as settings: UPPER_CASE, not private, not imported."""
+    if name.startswith("_") or name in imported or isinstance(value, types.ModuleType):
+        return False
+    return name.upper() == name and any(ch.isalpha() for ch in name)
+
+
+def _read_settings_file(source):
+    """The settings the file sets, type-checked; ConfigError for an unknown name or a wrong type."""
+    try:
+        namespace = runpy.run_path(source)
+    except Exception as exc:  # a syntax error or a failing import in the user's file
+        raise ConfigError(f"cannot read settings file {source}: {exc.__class__.__name__}: {exc}") from None
+    found = {}
+    imported = None
+    for name, value in namespace.items():
+        if name in DEFAULTS:
+            found[name] = _check_file_value(source, name, value, DEFAULTS[name])
+            continue
+        if imported is None and _is_setting_like(name, value, ()):
+            imported = _imported_names(source)  # parsed only when an unknown name turns up
+        if _is_setting_like(name, value, imported or ()):
+            import difflib
+
+            close = difflib.get_close_matches(name, DEFAULTS, n=1, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}?" if close else "sample_settings.py lists the known ones"
+            raise ConfigError(
+                f"settings file {source}: unknown setting {name}; {hint} "
+                f"(names of your own must be lower case or start with _)"
+            )
+    return found
+
+
+def _secrets_in(found):
+    """Names of the settings in ``found`` that hold a secret (the values are never returned)."""
+    names = [name for name, value in found.items() if is_secret_name(name) and value]
+    if url_has_password(found.get("DB_URL")):
+        names.append("DB_URL")
+    return sorted(names)
+
+
+def _warn_if_readable(source, found, warn):
+    secrets = _secrets_in(found)
+    if not secrets:
+        return
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warn(
+            f"settings file {source} holds secrets ({', '.join(secrets)}) and can be read by "
+            f"{'group and others' if mode & stat.S_IROTH else 'its group'} "
+            f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {source}"
+        )
+
+
+def _stderr_warning(message):
+    # Never during shell completion (argcomplete sets _ARGCOMPLETE): a completer must not print.
+    if os.environ.get("_ARGCOMPLETE"):
+        return
+    print(f"ams: warning: {message}", file=sys.stderr, flush=True)
+
+
 class Settings:
     """Resolved settings; attribute access by NAME, plus where they came from."""
 
@@ -123,8 +280,8 @@ class Settings:
     def as_dict(self, reveal_secrets=False):
         out = dict(self._values)
         if not reveal_secrets:
-            for name in SECRET_NAMES:
-                if out.get(name):
+            for name in out:
+                if is_secret_name(name) and out[name]:
                     out[name] = "********"
         return out
 
@@ -133,19 +290,19 @@ class Settings:
         return self._values["DB_URL"] or default_db_url()
 
 
-def load_settings(environ=None, path=None):
-    """Resolve settings: defaults, then the settings file, then AMS_* variables."""
+def load_settings(environ=None, path=None, warn=None):
+    """Resolve settings: defaults, then the settings file, then AMS_* variables.
+
+    ``warn`` receives warnings as one-line messages (default: ``ams: warning: ...`` on stderr).
+    """
     environ = os.environ if environ is None else environ
+    warn = _stderr_warning if warn is None else warn
     values = {name: (list(v) if isinstance(v, list) else v) for name, v in DEFAULTS.items()}
     source = path or settings_path(environ)
     if source:
-        try:
-            namespace = runpy.run_path(source)
-        except Exception as exc:  # a syntax error or a failing import in the user's file
-            raise ConfigError(f"cannot read settings file {source}: {exc.__class__.__name__}: {exc}") from None
-        for name, value in namespace.items():
-            if name in DEFAULTS:
-                values[name] = value
+        found = _read_settings_file(source)
+        values.update(found)
+        _warn_if_readable(source, found, warn)
     for name, default in DEFAULTS.items():
         raw = environ.get("AMS_" + name)
         if raw is not None:

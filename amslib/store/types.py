@@ -15,11 +15,28 @@ def Ec2Id():
     return String(EC2_ID_LENGTH)
 
 
+def whole_seconds(value):
+    """``value`` without its fraction of a second: the one rule for stored times.
+
+    MariaDB/MySQL DATETIME (no fsp) keeps whole seconds (MariaDB truncates the fraction, MySQL
+    rounds it) while SQLite keeps microseconds, so the same write would read back differently.
+    Every time is therefore truncated (never rounded: a time must not move into the next second,
+    or the next schedule slot) before it reaches either database: by :func:`utcnow` and by
+    :class:`UtcDateTime`'s bind processing, which covers inserts, updates and comparisons in
+    WHERE clauses alike.
+    """
+    return value.replace(microsecond=0)
+
+
 class UtcDateTime(TypeDecorator):
-    """A timestamp stored as naive UTC and read back as an aware UTC datetime.
+    """A timestamp stored as naive UTC, to the second, and read back as an aware UTC datetime.
 
     MySQL DATETIME and SQLite have no time zone; storing UTC everywhere and
     attaching tzinfo on the way out keeps comparisons and output unambiguous.
+    Fractions of a second are dropped on the way in (see :func:`whole_seconds`), and on the
+    way out too (rows SQLite stored with microseconds before this rule read back the same as
+    they would from MariaDB), so a value read back equals ``whole_seconds`` of the value written
+    on both databases.
     """
 
     impl = DateTime
@@ -30,12 +47,12 @@ class UtcDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column; use amslib.store.types.utcnow()")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return whole_seconds(value.astimezone(timezone.utc).replace(tzinfo=None))
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc)
+        return whole_seconds(value.replace(tzinfo=timezone.utc))
 
 
 def utcnow():
@@ -47,7 +64,7 @@ def utcnow():
     fixed = os.environ.get("AMS_NOW")
     if fixed:
         return parse_now(fixed)
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return whole_seconds(datetime.now(timezone.utc))
 
 
 def parse_now(text):
@@ -60,4 +77,4 @@ def parse_now(text):
         raise ConfigError(f"AMS_NOW must be an ISO 8601 time in UTC such as 2027-01-01T00:00:00Z, not {text!r}") from None
     if value.tzinfo is None:
         raise ConfigError(f"AMS_NOW must give its time zone (end it with Z for UTC), not {text!r}")
-    return value.astimezone(timezone.utc).replace(microsecond=0)
+    return whole_seconds(value.astimezone(timezone.utc))

@@ -18,44 +18,155 @@ def table_names(engine):
     return set(inspect(engine).get_table_names()) - {"alembic_version"}
 
 
-def schema_shape(engine):
-    """Tables with their columns and indexes (name, columns, unique)."""
-    inspector = inspect(engine)
-    shape = {}
-    for name in table_names(engine):
-        columns = tuple(sorted(c["name"] for c in inspector.get_columns(name)))
-        indexes = tuple(sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                               for i in inspector.get_indexes(name)))
-        shape[name] = (columns, indexes)
-    return shape
+def schema_drift(engine, metadata=None):
+    """What Alembic's autogenerate finds between the database and ``metadata`` (schema.py's by
+    default): tables, columns, types, nullability, server defaults, indexes, unique constraints
+    and foreign keys.  An empty list means no drift."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return compare_metadata(context, schema.metadata if metadata is None else metadata)
+
+
+def describe_drift(diffs):
+    return "\n".join(repr(diff) for diff in diffs)
 
 
 def test_every_migration_applies_in_order_from_empty(engine):
+    """One revision at a time from an empty database to head; a migration may change anything
+    (a type, a constraint), so no step is required to add a table or a column."""
     revisions = migrate.all_revisions()
     assert revisions[0] == "0001" and revisions[-1] == migrate.head_revision()
-    seen = {}
     for revision in revisions:
         before, after = migrate.upgrade(engine, revision)
         assert after == revision
-        shape = schema_shape(engine)
-        assert shape != seen, f"migration {revision} changed nothing"
-        seen = shape
-    assert set(seen) == set(schema.metadata.tables)
+    assert table_names(engine) == set(schema.metadata.tables)
+    drift = schema_drift(engine)
+    assert drift == [], describe_drift(drift)
 
 
 def test_migrated_schema_matches_the_code(engine):
-    """Columns, nullability and indexes built by the migrations equal schema.py."""
+    """The database built by the migrations equals schema.py in everything Alembic compares:
+    tables, columns, types, nullability, server defaults, indexes, unique constraints, foreign keys."""
     migrate.install(engine)
-    inspector = inspect(engine)
+    drift = schema_drift(engine)
+    assert drift == [], describe_drift(drift)
+
+
+def test_the_drift_check_sees_types_foreign_keys_and_unique_constraints(engine):
+    """The comparison above can fail: schema.py with a wider column, a foreign key and a unique
+    constraint left out is reported on both databases."""
+    from sqlalchemy import ForeignKeyConstraint, MetaData, String, UniqueConstraint
+
+    migrate.install(engine)
+    altered = MetaData()
     for table in schema.metadata.sorted_tables:
-        columns = {c["name"]: c for c in inspector.get_columns(table.name)}
-        assert set(columns) == {c.name for c in table.columns}, table.name
-        for column in table.columns:
-            assert columns[column.name]["nullable"] == column.nullable, f"{table.name}.{column.name}"
-        indexes = {i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table.name)}
-        for index in table.indexes:
-            expected = (tuple(c.name for c in index.columns), bool(index.unique))
-            assert indexes.get(index.name) == expected, f"{table.name}.{index.name}"
+        table.to_metadata(altered)
+    altered.tables["hosts"].c.region.type = String(64)
+    volumes = altered.tables["volumes"]
+    volumes.constraints.remove(next(c for c in volumes.constraints if isinstance(c, ForeignKeyConstraint)))
+    host_volumes = altered.tables["host_volumes"]
+    host_volumes.constraints.remove(next(c for c in host_volumes.constraints if isinstance(c, UniqueConstraint)))
+
+    drift = schema_drift(engine, altered)
+    flat = [item for diff in drift for item in (diff if isinstance(diff, list) else [diff])]
+    kinds = {item[0] for item in flat}
+    assert ("modify_type", "hosts", "region") in {(i[0], i[2], i[3]) for i in flat if i[0] == "modify_type"}
+    assert "remove_fk" in kinds, describe_drift(drift)
+    # a unique constraint is reflected as one on SQLite, as a unique index on MariaDB
+    removed = {getattr(i[1], "name", None) for i in flat if i[0] in ("remove_constraint", "remove_index")}
+    assert kinds & {"remove_constraint", "remove_index"}, describe_drift(drift)
+    assert removed <= {"uq_host_volumes_volume_group", None}, describe_drift(drift)
+    assert len(flat) == 3, describe_drift(drift)
+
+
+# -- timestamps: whole seconds on both databases (issue 11) ---------------------------------------
+
+
+def _times_table():
+    from sqlalchemy import Column, Integer, MetaData, Table
+
+    from amslib.store.types import UtcDateTime
+
+    metadata = MetaData()
+    return Table("ams_test_times", metadata, Column("id", Integer, primary_key=True), Column("at", UtcDateTime()))
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2027-03-04T05:06:07.999999+00:00",  # MySQL would round this into the next second
+        "2027-03-04T05:06:07.500000+00:00",
+        "2027-03-04T05:06:07.000001+00:00",
+        "2027-03-04T07:06:07.123456+02:00",  # not UTC: stored as 05:06:07 UTC
+        "2027-12-31T23:59:59.999999+00:00",  # truncation never moves a time into the next year
+    ],
+)
+def test_a_timestamp_reads_back_as_written_to_the_second(engine, written):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from amslib.store.types import whole_seconds
+
+    table = _times_table()
+    table.metadata.create_all(engine)
+    value = datetime.fromisoformat(written)
+    with engine.begin() as conn:
+        conn.execute(table.insert().values(id=1, at=value))
+    with engine.connect() as conn:
+        back = conn.execute(select(table.c.at)).scalar_one()
+        # a comparison binds through the same rule, so the exact value written finds the row
+        found = conn.execute(select(table.c.id).where(table.c.at == value)).scalar_one_or_none()
+    assert back == whole_seconds(value) == value.replace(microsecond=0)
+    assert back.tzinfo == timezone.utc and back.microsecond == 0
+    assert found == 1
+
+
+def test_utcnow_round_trips_exactly(engine):
+    from sqlalchemy import select
+
+    from amslib.store.types import utcnow
+
+    table = _times_table()
+    table.metadata.create_all(engine)
+    now = utcnow()
+    assert now.microsecond == 0
+    with engine.begin() as conn:
+        conn.execute(table.insert().values(id=1, at=now))
+    with engine.connect() as conn:
+        assert conn.execute(select(table.c.at)).scalar_one() == now
+
+
+def test_a_fraction_already_stored_reads_back_as_whole_seconds(engine):
+    """Rows written before the rule (SQLite kept the microseconds) read as MariaDB's would."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    table = _times_table()
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO ams_test_times (id, at) VALUES (1, '2027-03-04 05:06:07.250000')")
+    with engine.connect() as conn:
+        back = conn.execute(select(table.c.at)).scalar_one()
+    assert back == datetime(2027, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+
+
+def test_a_naive_timestamp_is_refused(engine):
+    from datetime import datetime
+
+    from sqlalchemy.exc import StatementError
+
+    table = _times_table()
+    table.metadata.create_all(engine)
+    with pytest.raises(StatementError, match="naive datetime"):
+        with engine.begin() as conn:
+            conn.execute(table.insert().values(id=1, at=datetime(2027, 1, 1)))
 
 
 def test_install_then_upgrade_is_a_no_op(ams):
