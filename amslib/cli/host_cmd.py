@@ -136,6 +136,8 @@ def cmd_edit(ctx, args):
         verb = "would change" if ctx.dry_run else "changed"
         parts = [f"{column} {_describe(old)} -> {_describe(new)}" for column, (old, new) in changes.items()]
         text = f"{verb} host {instance_id}: " + "; ".join(parts)
+        if changes.get("hostname_source", (None, None))[1] == "discovery":
+            text += " (the next 'ams host discovery' sets its hostname)"
     ctx.out.result(data, text)
     return 0
 
@@ -247,8 +249,9 @@ def register(subparsers):
         "edit",
         "change a host's stored details",
         cmd_edit,
-        description="Change the given fields of a stored host and nothing else. A hostname set "
-        "here is kept by later discovery passes.",
+        description="Change the given fields of a stored host and nothing else; an empty value "
+        "(--notes '') clears a field. A hostname set here is kept by later discovery passes; "
+        "--hostname '' hands it back to discovery, whose next pass names the host again.",
         region=False,
         dry_run=True,
     )

@@ -543,9 +543,8 @@ def _record_copies(engine, copy_id, members, done, region):
 
 
 def _check_region_known(ctx, region):
-    regions = ctx.aws.regions()
-    if region not in regions:
-        raise UsageError(f"unknown region {region!r}: EC2 lists {', '.join(regions)}")
+    """The target region must be enabled for the account (DescribeRegions), whatever AWS_REGIONS says."""
+    ctx.aws.require_regions([region])
 
 
 # ---------------------------------------------------------------------------------------------

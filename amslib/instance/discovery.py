@@ -1,7 +1,9 @@
 """Host discovery: list every instance of the chosen regions and sync the hosts table.
 
 Regions: ``--region`` (comma list), else settings AWS_REGIONS, else every
-region enabled for the account (DescribeRegions).  Regions are listed in
+region enabled for the account (DescribeRegions).  Chosen regions are checked
+twice: their shape before anything else (no AWS call), then against the
+account's DescribeRegions answer before any instance is listed.  Regions are listed in
 parallel through the ``describe_instances`` paginator; nothing is written
 until every region answered, and then everything is written in one
 transaction: one SELECT of the hosts table, the new and changed rows as a bulk
@@ -16,7 +18,6 @@ from ..aws.clients import aws_errors
 from ..core.errors import ConfigError, UsageError
 from ..store import hosts as store
 from ..store.types import utcnow
-from .hosts import known_regions
 from .reconcile import parse_hostname_rule, plan_discovery, record_from_instance
 from .validation import check_region
 
@@ -35,14 +36,6 @@ def checked_setting_regions(names):
         except UsageError:
             raise ConfigError(f"AWS_REGIONS: invalid region {name!r}: expected a name such as us-west-2") from None
     return out
-
-
-def require_known_regions(session, regions):
-    """Refuse region names botocore does not know, before any request is sent."""
-    known = known_regions(session)
-    unknown = [region for region in regions if known and region not in known]
-    if unknown:
-        raise UsageError(f"unknown region {unknown[0]!r}: not an AWS region")
 
 
 def list_region(ec2, region, page_size=None):
@@ -84,8 +77,8 @@ def discover(engine, aws, settings, regions=None, dry_run=False, progress=None):
     sources = parse_hostname_rule(settings.HOSTNAME_RULE)  # a bad rule fails before any AWS call
     if not regions and settings.AWS_REGIONS:
         regions = checked_setting_regions(settings.AWS_REGIONS)
-    if regions:
-        require_known_regions(aws.session, regions)
+    if regions:  # chosen by --region or settings: each must be enabled for the account
+        aws.require_regions(regions)
     regions = aws.regions(only=regions)
     if progress:
         progress(f"discovering instances in {len(regions)} region(s): {', '.join(regions)}")

@@ -3,14 +3,18 @@
 Both validate everything before writing anything: field formats
 (:mod:`amslib.instance.validation`), the instance id (malformed -> usage error;
 for edit, unknown -> NotFoundError; for add, already stored -> ConflictError),
-and the availability zone.  A zone is checked twice: its name must be well
-formed, and EC2 must know it (DescribeAvailabilityZones in the zone's region),
+and the availability zone.  A zone is checked three times: its name must be well
+formed, its region enabled for the account (DescribeRegions) and EC2 must know
+it (DescribeAvailabilityZones in the zone's region),
 so ``host add`` needs the EC2 API and fails with one line when it cannot be
 reached.  The instance itself is not looked up: discovery will mark a host
 whose instance EC2 does not return as ``missing``.
 
 A hostname given to add or edit is marked ``hostname_source='user'``:
-discovery never replaces it.
+discovery never replaces it.  ``host edit`` clears a field given as an empty
+string (``--notes ''``); ``--hostname ''`` clears the hostname and hands it back
+to discovery (``hostname_source='discovery'``), whose next pass names the host
+by HOSTNAME_RULE again.
 """
 
 from ..aws.clients import aws_errors
@@ -20,20 +24,10 @@ from ..store.types import utcnow
 from .validation import check_fields, check_instance_id, check_zone
 
 
-def known_regions(session):
-    """Every region botocore knows for EC2 (all partitions), from its bundled endpoint data."""
-    regions = set()
-    for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return regions
-
-
 def check_zone_exists(aws, text):
     """Return (zone, region) after checking the name and asking EC2 that the zone exists."""
     zone, region = check_zone(text)
-    known = known_regions(aws.session)
-    if known and region not in known:
-        raise UsageError(f"availability zone {zone!r} is in {region!r}, which is not an AWS region")
+    aws.require_regions([region], what=lambda r: f"availability zone {zone!r} is in unknown region {r!r}")
     from botocore.exceptions import ClientError
 
     with aws_errors(f"DescribeAvailabilityZones in {region}"):
@@ -87,7 +81,9 @@ def add_host(engine, aws, instance, zone, fields, dry_run=False):
 def plan_edit(conn, aws, instance, zone, fields):
     """(current row, {column: (old, new)}) for ``host edit``; nothing written."""
     instance_id = check_instance_id(instance)
-    values = check_fields(fields)
+    values = check_fields(fields, clearing=True)
+    if zone is not None and not zone.strip():
+        raise UsageError("the availability zone cannot be cleared: give the zone the instance is in")
     if not values and zone is None:
         raise UsageError("nothing to change: give at least one field to edit (see 'ams host edit -h')")
     current = store.get_host(conn, instance_id)
@@ -95,8 +91,8 @@ def plan_edit(conn, aws, instance, zone, fields):
         raise NotFoundError(f"host {instance_id} not found; add it with 'ams host add' or run 'ams host discovery'")
     if zone is not None:
         values["availability_zone"], values["region"] = check_zone_exists(aws, zone)
-    if "hostname" in values:
-        values["hostname_source"] = "user"
+    if "hostname" in values:  # a name given is kept by discovery; an empty one hands it back
+        values["hostname_source"] = "user" if values["hostname"] is not None else "discovery"
     changes = {column: (current.get(column), value) for column, value in values.items() if current.get(column) != value}
     return current, changes
 

@@ -18,9 +18,12 @@ from ..core.errors import UsageError
 
 # EC2 ids: a prefix, a dash and 8 (short format) or 17 (long format) hex digits
 EC2_ID_DIGITS = r"(?:[0-9a-f]{8}|[0-9a-f]{17})"
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
+# us-west-2, us-gov-west-1, eusc-de-east-1: only the shape is checked here; whether the account
+# can use the region is asked of EC2 (AwsClients.require_regions) when a command reaches EC2
+REGION_RE = re.compile(r"^[a-z]{2,}(?:-[a-z]+)+-\d+$")
 # us-west-2a, us-gov-west-1b, and local zones such as us-west-2-lax-1a
-ZONE_RE = re.compile(r"^(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)(?:[a-z]|-[a-z]+-\d+[a-z])$")
+ZONE_RE = re.compile(r"^(?P<region>[a-z]{2,}(?:-[a-z]+)+-\d+)(?:[a-z]|-[a-z]+-\d+[a-z])$")
+MAX_REGIONS_SHOWN = 8
 INSTANCE_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$")
 LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_HOSTNAME = 253
@@ -124,6 +127,19 @@ def check_region(text):
     return value
 
 
+def unknown_region_message(region, known, what=None):
+    """One line refusing ``region`` (well formed, but not among the account's ``known`` regions),
+    naming some of the known ones."""
+    known = sorted(known)
+    shown = ", ".join(known[:MAX_REGIONS_SHOWN])
+    if len(known) > MAX_REGIONS_SHOWN:
+        shown += f", ... ({len(known)} in all)"
+    prefix = what or f"unknown region {region!r}"
+    if not known:
+        return f"{prefix}: EC2 lists no region enabled for this account"
+    return f"{prefix}: not a region enabled for this AWS account (EC2 lists {shown})"
+
+
 def check_regions(text):
     """A comma separated list of regions (``--region us-east-1,eu-west-1``), in order, without repeats."""
     regions = []
@@ -150,14 +166,24 @@ FIELD_CHECKS = {
 }
 
 
-def check_fields(given):
+def check_fields(given, clearing=False):
     """Validate the optional host fields that are not None; return column -> value.
 
+    With ``clearing`` (``host edit``) an empty or blank value clears the field: its column
+    maps to None.  Without it (``host add``) an empty value is the same as not giving the
+    option, except the hostname, which must not be empty.
     ``zone`` is not handled here: it needs a region and an existence check.
     """
     values = {}
     for option, (column, checker) in FIELD_CHECKS.items():
         raw = given.get(option)
-        if raw is not None:
-            values[column] = checker(raw)
+        if raw is None:
+            continue
+        if not raw.strip():
+            if clearing:
+                values[column] = None
+            elif option == "hostname":
+                checker(raw)  # raises "hostname must not be empty"
+            continue
+        values[column] = checker(raw)
     return values

@@ -248,15 +248,17 @@ def test_region_selection(hosts_env, db_url, monkeypatch):
     launch(rig, "sa-east-1a", 1, name="c")
 
     monkeypatch.setenv("AMS_AWS_REGIONS", "eu-west-1,sa-east-1")
+    rig.reset_counts()
     doc = discover(ams)
     assert [s["region"] for s in doc["regions"]] == ["eu-west-1", "sa-east-1"]
-    assert "DescribeRegions" not in rig.counts()
+    assert rig.counts().get("DescribeRegions") == 1  # the settings' regions are checked with the account
     assert hostnames(listing(ams)) == ["b", "c"]
 
     doc = discover(ams, "--region", "us-east-1")  # --region wins over settings
     assert [s["region"] for s in doc["regions"]] == ["us-east-1"]
 
     monkeypatch.delenv("AMS_AWS_REGIONS")
+    rig.reset_counts()
     doc = discover(ams)  # every region enabled for the account
     assert rig.counts().get("DescribeRegions") == 1
     assert {"us-east-1", "eu-west-1", "sa-east-1", "ap-southeast-2"} <= {s["region"] for s in doc["regions"]}
@@ -398,14 +400,16 @@ BAD_INPUT = [
     (("host", "edit", "-i", "i-0bbbbbbbbbbbbbbb0", "-H", "web"), 3, "host i-0bbbbbbbbbbbbbbb0 not found"),
     (("host", "edit", "-i", "i-12345", "-H", "web"), 2, "invalid instance id 'i-12345'"),
     (("host", "edit", "-i", EXISTING), 2, "nothing to change"),
-    (("host", "edit", "-i", EXISTING, "-H", ""), 2, "hostname must not be empty"),
+    (("host", "edit", "-i", EXISTING, "-z", ""), 2, "the availability zone cannot be cleared"),
+    (("host", "edit", "-i", EXISTING, "--notes", "", "-z", " "), 2, "the availability zone cannot be cleared"),
     (("host", "edit", "-i", EXISTING, "-z", "us-east-1q"), 2, "does not exist in us-east-1"),
     (("host", "add", "-i", "vol-0123456789abcdef0", "-H", "web", "-z", "us-east-1a"), 2, "invalid instance id"),
     (("host", "add", "-i", "i-0123456789abcdef", "-H", "web", "-z", "us-east-1a"), 2, "invalid instance id"),
     (("host", "add", "-i", EXISTING, "-H", "web", "-z", "us-east-1a"), 4, "already exists"),
     (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web", "-z", "us-east-1z"), 2,
      "availability zone 'us-east-1z' does not exist in us-east-1"),
-    (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web", "-z", "xx-nowhere-9a"), 2, "not an AWS region"),
+    (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web", "-z", "xx-nowhere-9a"), 2,
+     "availability zone 'xx-nowhere-9a' is in unknown region 'xx-nowhere-9': not a region enabled"),
     (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web", "-z", "us-east"), 2, "invalid availability zone"),
     (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "", "-z", "us-east-1a"), 2, "hostname must not be empty"),
     (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web;reboot", "-z", "us-east-1a"), 2, "invalid hostname"),
@@ -419,6 +423,7 @@ BAD_INPUT = [
      "invalid AMI id"),
     (("host", "discovery", "--region", "us-east-1,narnia"), 2, "invalid region 'narnia'"),
     (("host", "discovery", "--region", "us-east-9"), 2, "unknown region 'us-east-9'"),
+    (("host", "discovery", "--region", "x;y"), 2, "invalid region 'x;y'"),
 ]
 
 
@@ -465,6 +470,98 @@ def test_aws_and_settings_failures_change_nothing(hosts_env, db_url, monkeypatch
     # host add needs EC2 to check the zone: unreachable -> one line, nothing written
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     result = ams("host", "add", "-i", "i-0dddddddddddddddd", "-H", "web", "-z", "us-east-1a")
-    assert_one_error(result, 7, "DescribeAvailabilityZones in us-east-1 failed: cannot reach")
+    assert_one_error(result, 7, "DescribeRegions in us-east-1 failed: cannot reach")
     assert_one_error(ams("-q", "host", "discovery", "--region", "us-east-1"), 7, "cannot reach")
     assert rows(db_url) == before
+
+
+# -- regions: the shape first (no call), then what the account's EC2 reports -----------------------
+
+def test_regions_are_checked_against_the_account(hosts_env, db_url):
+    ams, rig = hosts_env
+    reported = {r["RegionName"] for r in rig.client(region="us-east-1").describe_regions()["Regions"]}
+    assert "sa-east-1" in reported and "us-east-9" not in reported
+    launch(rig, "sa-east-1a", 1, name="south")
+
+    rig.reset_counts()
+    doc = discover(ams, "--region", "sa-east-1")  # reported by the rig: accepted
+    assert [s["region"] for s in doc["regions"]] == ["sa-east-1"] and doc["total"]["added"] == 1
+    assert rig.counts().get("DescribeRegions") == 1
+    before = rows(db_url)
+
+    # well formed, but not reported: one line naming some known regions, no instance listed
+    rig.reset_counts()
+    result = ams("host", "discovery", "--region", "sa-east-1,us-east-9")
+    assert_one_error(result, 2, "unknown region 'us-east-9': not a region enabled for this AWS account (EC2 lists ")
+    assert "sa-east-1" in result.err or "... (" in result.err
+    assert "DescribeInstances" not in rig.counts()
+    assert_one_error(ams("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web", "-z", "us-east-9a"), 2,
+                     "availability zone 'us-east-9a' is in unknown region 'us-east-9'")
+    assert "DescribeAvailabilityZones" not in rig.counts()
+    assert rows(db_url) == before
+
+    # malformed: refused before any EC2 call, by discovery, add/edit and any command's --region
+    rig.reset_counts()
+    for argv, fragment in [
+        (("host", "discovery", "--region", "x;y"), "invalid region 'x;y'"),
+        (("host", "discovery", "--region", "us-east-1,us_east_1"), "invalid region 'us_east_1'"),
+        (("host", "add", "-i", "i-0cccccccccccccccc", "-H", "web", "-z", "x;ya"), "invalid availability zone"),
+        (("host", "edit", "-i", before[0]["instance_id"], "-z", "us-east-1;a"), "invalid availability zone"),
+    ]:
+        assert_one_error(ams(*argv), 2, fragment)
+    assert rig.counts() == {}
+    assert rows(db_url) == before
+
+
+def test_a_malformed_global_region_makes_no_call(hosts_env, ams_env, monkeypatch):
+    """The global --region of the commands that reach EC2 goes through the same shape check."""
+    _, rig = hosts_env
+    from amslib.aws.clients import AwsClients
+    from amslib.core.errors import UsageError
+    from amslib.core.settings import load_settings
+
+    rig.reset_counts()
+    aws = AwsClients(load_settings(), region="x;y")
+    with pytest.raises(UsageError, match="invalid region .x;y.") as caught:
+        aws.ec2().describe_regions()
+    assert caught.value.exit_code == 2
+    assert rig.counts() == {}
+
+
+# -- edit: clearing fields, handing a hostname back to discovery -----------------------------------
+
+def test_edit_clears_fields_and_hands_the_hostname_back_to_discovery(hosts_env, db_url):
+    ams, rig = hosts_env
+    (found,) = launch(rig, "us-east-1a", 1, name="auto")
+    (other,) = launch(rig, "us-east-1a", 1, name="other")
+    discover(ams, "--region", "us-east-1")
+    ok(ams("host", "edit", "-i", found, "-H", "pinned.example.com", "--notes", "keep me", "--ami-id", "ami-0123abcd"))
+    ok(ams("host", "edit", "-i", other, "-H", "other-pinned"))
+    row = by_id(db_url)[found]
+    assert (row["hostname"], row["hostname_source"], row["notes"]) == ("pinned.example.com", "user", "keep me")
+
+    # an empty value clears that field and nothing else (dry run first: nothing written)
+    result = ok(ams("host", "edit", "-i", found, "--notes", "", "--dry-run"))
+    assert result.out.startswith(f"would change host {found}: notes keep me -> (none)")
+    assert by_id(db_url)[found] == row
+    doc = ok(ams("host", "edit", "-i", found, "--notes", "", "--output", "json")).json
+    assert doc["changes"] == {"notes": {"old": "keep me", "new": None}}
+    after = by_id(db_url)[found]
+    assert after["notes"] is None
+    assert {k: v for k, v in after.items() if k not in ("notes", "updated_at")} == \
+        {k: v for k, v in row.items() if k not in ("notes", "updated_at")}
+    assert "nothing changed" in ok(ams("host", "edit", "-i", found, "--notes", "")).out
+
+    # --hostname '' hands the name back to discovery
+    result = ok(ams("host", "edit", "-i", found, "-H", ""))
+    assert result.out.strip() == (f"changed host {found}: hostname pinned.example.com -> (none); "
+                                  "hostname_source user -> discovery (the next 'ams host discovery' sets its hostname)")
+    row = by_id(db_url)[found]
+    assert (row["hostname"], row["hostname_source"], row["ami_id"]) == (None, "discovery", "ami-0123abcd")
+
+    discover(ams, "--region", "us-east-1")
+    hosts = by_id(db_url)
+    assert (hosts[found]["hostname"], hosts[found]["hostname_source"]) == ("auto", "discovery")
+    assert (hosts[other]["hostname"], hosts[other]["hostname_source"]) == ("other-pinned", "user")
+    assert hosts[found]["ami_id"] != "ami-0123abcd"  # discovery-owned again from EC2
+    assert hosts[found]["notes"] is None

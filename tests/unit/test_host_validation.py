@@ -149,3 +149,41 @@ def test_queries_use_bound_parameters():
     params = query.compile().params
     assert "x'; DROP TABLE hosts; --%" in params.values()
     assert "us%" in params.values()
+
+
+# -- regions: the shape here, the account's list in AwsClients (tests/unit/test_aws_regions.py) ----
+
+@pytest.mark.parametrize("text", ["us-east-1", "us-gov-west-1", "cn-north-1", "eusc-de-east-1", " EU-West-1 "])
+def test_region_shape_accepted(text):
+    assert v.check_region(text) == text.strip().lower()
+
+
+@pytest.mark.parametrize("text", ["", "x;y", "us_east_1", "us-east", "us-east-1a", "u-east-1", "us-east-1;ls"])
+def test_region_shape_rejected(text):
+    with pytest.raises(UsageError, match="invalid region"):
+        v.check_region(text)
+
+
+def test_zone_of_a_new_partition():
+    assert v.check_zone("eusc-de-east-1a") == ("eusc-de-east-1a", "eusc-de-east-1")
+
+
+def test_unknown_region_message_names_some_known_ones():
+    few = v.unknown_region_message("us-east-9", {"us-east-1", "eu-west-1"})
+    assert few == "unknown region 'us-east-9': not a region enabled for this AWS account " \
+                  "(EC2 lists eu-west-1, us-east-1)"
+    many = v.unknown_region_message("us-east-9", {f"r{i:02d}-x-1" for i in range(20)})
+    assert "r00-x-1, r01-x-1" in many and "r08-x-1" not in many and many.endswith(", ... (20 in all))")
+    assert "\n" not in many
+    assert v.unknown_region_message("r", [], "zone 'ra' is in unknown region 'r'").startswith("zone 'ra' is in")
+
+
+def test_fields_cleared_by_an_empty_value_only_when_editing():
+    given = {"notes": "", "ip_internal": "  ", "hostname": "", "ami_id": None}
+    assert v.check_fields(given, clearing=True) == {"notes": None, "ip_internal": None, "hostname": None}
+    # adding: an empty optional field is as good as not given, an empty hostname is refused
+    assert v.check_fields({"notes": "", "ip_internal": ""}) == {}
+    with pytest.raises(UsageError, match="hostname must not be empty"):
+        v.check_fields({"hostname": " ", "notes": "x"})
+    with pytest.raises(UsageError, match="invalid internal IP address"):
+        v.check_fields({"ip_internal": "10.0.0.999", "notes": ""}, clearing=True)
