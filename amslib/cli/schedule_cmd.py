@@ -48,6 +48,10 @@ def cmd_list(ctx, args):
         from ..ebs.volume_service import check_group_id
 
         exact = check_group_id(exact)
+    elif resource == "instance" and exact is not None:
+        from ..instance.validation import check_instance_id
+
+        exact = check_instance_id(exact)
     rows = service.list_schedules(ctx, resource_type=resource, exact=exact,
                                   like=args.like.lower() if args.like else None,
                                   prefix=args.prefix.lower() if args.prefix else None)
