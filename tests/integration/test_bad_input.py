@@ -177,7 +177,7 @@ def state(ams_db, ec2_clean, db_url, monkeypatch):
 # the tables
 
 def host_cases(s):
-    i, h = s["instance"], s["hostname"]
+    i = s["instance"]
     add = ("host", "add", "-i", "i-0cccccccccccccccc", "-z", ZONE)
     return [
         (("host", "list", "--bogus"), 2, "unrecognized arguments"),
@@ -320,7 +320,7 @@ def snapshot_cases(s):
 
 
 def schedule_cases(s):
-    i, h, gid, sid = s["instance"], s["hostname"], s["gid"], s["sid"]
+    h, gid, sid = s["hostname"], s["gid"], s["sid"]
     sched = ("snapshot", "schedule")
     return [
         ((*sched, "add", "volume", "999"), 3, "not found"),
