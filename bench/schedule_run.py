@@ -240,7 +240,8 @@ def measure(rig, environ, opts):
             rig.faults.set_latency(0)
         if done.returncode != 0:
             raise SystemExit(f"schedule run exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-        child = json.load(open(report.name))
+        with open(report.name) as f:
+            child = json.load(f)
     return dict(child, wall=wall, calls=rig.counts(region=REGION))
 
 

@@ -432,9 +432,8 @@ def _delete_groups(ctx, groups, *, dry_run):
         now = utcnow()
         with engine.begin() as conn:  # one ams deletes a group; another running at once skips it
             claimed = [(g, m) for g, m in wanted if store.claim_for_delete(conn, g["id"], now, now + DELETE_LEASE)]
-        for group, _ in wanted:
-            if not any(g is group for g, _ in claimed):
-                results[group["id"]]["skipped"] = "another ams is deleting it"
+        for group_id in {g["id"] for g, _ in wanted} - {g["id"] for g, _ in claimed}:
+            results[group_id]["skipped"] = "another ams is deleting it"
         if not claimed:
             continue
         deleted, refused = snaps.delete([s for _, member_ids in claimed for s in member_ids])

@@ -119,7 +119,8 @@ def update_host(conn, instance_id, values):
     conn.execute(update(hosts).where(hosts.c.instance_id == instance_id).values(**values))
 
 
-def _chunks(items, size):
+def chunks(items, size):
+    """Lists of at most ``size`` of ``items`` (bounded IN lists and executemany batches)."""
     items = list(items)
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -153,13 +154,13 @@ def upsert_discovered(conn, rows):
     if not rows:
         return
     stmt = _upsert_statement(conn.dialect.name)
-    for chunk in _chunks(rows, WRITE_CHUNK):
+    for chunk in chunks(rows, WRITE_CHUNK):
         conn.execute(stmt, chunk)
 
 
 def mark_gone(conn, instance_ids, now):
     """Mark hosts that EC2 no longer returns: state 'missing', terminated_at kept or set."""
-    for chunk in _chunks(sorted(instance_ids), IN_CHUNK):
+    for chunk in chunks(sorted(instance_ids), IN_CHUNK):
         conn.execute(
             update(hosts)
             .where(hosts.c.instance_id.in_(chunk))

@@ -7,7 +7,7 @@ is ``completed`` when every member is; ``deleted`` groups stay as history.
 
 from sqlalchemy import and_, func, or_, select, update
 
-from .hosts import match_clause
+from .hosts import IN_CHUNK, chunks, match_clause
 from .schema import snapshot_groups, snapshots
 
 LIVE_STATES = ("pending", "completed")
@@ -45,8 +45,7 @@ def members(conn, group_id, include_deleted=False):
 def members_of_groups(conn, groups):
     """[(group, its live members)] for each of ``groups``, in one query."""
     by_group = {g["id"]: [] for g in groups}
-    for chunk_start in range(0, len(by_group), 500):  # bound the IN list
-        ids = list(by_group)[chunk_start:chunk_start + 500]
+    for ids in chunks(by_group, IN_CHUNK):
         query = (select(snapshots).where(snapshots.c.snapshot_group_id.in_(ids))
                  .where(snapshots.c.deleted_at.is_(None)).order_by(snapshots.c.member_index))
         for row in conn.execute(query).mappings():
