@@ -9,6 +9,7 @@ from pathlib import Path
 os.environ.setdefault("AMS_RIG_CACHE", str(Path.home() / ".cache" / "ams-rig"))
 
 pytest_plugins = [
+    "tests.secrets_audit",  # first: the fixture modules register their secrets with it
     "tests.rig.sshd",
     "tests.rig.guest_fixtures",
     "tests.rig.fixtures",

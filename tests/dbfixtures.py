@@ -20,12 +20,14 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests import secrets_audit
 from tests.resources import unavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MYSQL_SERVER_URL = os.environ.get(
     "AMS_TEST_MYSQL_URL", "mysql+pymysql://ams_test:ams_test@127.0.0.1:3306"  # scripts/start-mariadb makes it
 )
+secrets_audit.register_url(MYSQL_SERVER_URL, "MariaDB password of AMS_TEST_MYSQL_URL")
 
 
 def _mysql_admin():
@@ -44,7 +46,8 @@ def mariadb_server():
         with engine.connect():
             pass
     except OperationalError as exc:
-        unavailable(f"MariaDB not reachable at {MYSQL_SERVER_URL}: {exc.orig}")
+        shown = engine.url.render_as_string(hide_password=True)
+        unavailable(f"MariaDB not reachable at {shown}: {exc.orig}")
     yield engine
     engine.dispose()
 
@@ -92,6 +95,10 @@ class AmsResult:
     code: int
     out: str
     err: str
+
+    def __post_init__(self):
+        secrets_audit.observe("ams stdout", self.out)
+        secrets_audit.observe("ams stderr", self.err)
 
     @property
     def json(self):

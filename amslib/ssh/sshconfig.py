@@ -10,6 +10,9 @@ time.  Here:
   text the enclosing ``Host``/``Match`` block goes on, as in OpenSSH;
 - ProxyCommand is left as written; :func:`proxy_command_line` expands its
   OpenSSH tokens (``%% %h %n %p %r``) with the port and user ams really uses.
+  The expanded values reach ``sh`` unquoted (as in OpenSSH, where the config
+  may quote them), so a user or host name with shell metacharacters is
+  refused, as OpenSSH 9.6+ refuses them on its command line.
 """
 
 import glob
@@ -26,6 +29,10 @@ MAX_INCLUDE_DEPTH = 16  # as OpenSSH's READCONF_MAX_DEPTH
 
 _INCLUDE = re.compile(r"^\s*include(?:\s*=\s*|\s+)(.*?)\s*$", re.IGNORECASE)
 _BLOCK = re.compile(r"^\s*(?:host|match)(?:\s*=\s*|\s+)", re.IGNORECASE)
+# what a user or host name expanded into a ProxyCommand must not contain: anything sh treats
+# specially (quotes, $, `, \, ;, &, |, <, >, (), {}, globs, ~, #, !) or that splits words
+_SHELL_SPECIAL = re.compile(r"[\s'`\"$\\;&<>|(){}*?\[\]~#!\x00-\x1f\x7f]")
+_TOKEN_NAMES = {"h": "host name", "n": "host alias", "r": "user name"}
 
 
 class SshConfig(paramiko.SSHConfig):
@@ -80,7 +87,11 @@ def proxy_command_line(template, *, hostname, port, user, alias):
         if token not in values:
             raise ConfigError(f"ssh config: ProxyCommand for {alias} has unknown token %{token}"
                               f" (known: %%, %h, %n, %p, %r)")
-        return values[token]
+        value = values[token]
+        if token in _TOKEN_NAMES and _SHELL_SPECIAL.search(value):
+            raise ConfigError(f"ssh config: ProxyCommand for {alias!r}: the {_TOKEN_NAMES[token]} {value!r} contains"
+                              f" characters a shell interprets; refusing to put it (%{token}) into a shell command")
+        return value
 
     return re.sub(r"%(.?)", replace, template)
 

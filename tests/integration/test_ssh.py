@@ -21,6 +21,7 @@ from amslib.core.errors import (
     SudoError,
 )
 from amslib.ssh import SshPool, connect, join, quote
+from tests.secrets_audit import SSH_KEY_PASSPHRASE
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_key_only_user_refuses_a_password(ssh_rig):
 
 
 def test_encrypted_key_with_ssh_key_passphrase(ssh_rig, tmp_path):
-    passphrase = "key-passphrase-42"
+    passphrase = SSH_KEY_PASSPHRASE
     key = tmp_path / "encrypted_key"
     key.write_bytes(open(ssh_rig.user("key").key_path, "rb").read())
     key.chmod(0o600)

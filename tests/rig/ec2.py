@@ -35,11 +35,12 @@ from tests.rig import ebs_hooks, faults as faults_mod  # noqa: E402
 from tests.rig.accounting import ApiCounter  # noqa: E402
 from tests.rig.faults import INTERNAL_USER_AGENT, ApiFaults  # noqa: E402
 from tests.rig.timing import Scheduler, Timing  # noqa: E402
+from tests.secrets_audit import AWS_SECRET_ACCESS_KEY  # noqa: E402
 
 log = logging.getLogger("ams.rig.ec2")
 
 ACCESS_KEY = "AKIAAMSRIGTESTING000"
-SECRET_KEY = "ams-rig-secret-key-not-a-real-one"
+SECRET_KEY = AWS_SECRET_ACCESS_KEY  # tests/secrets_audit.py looks for it in every output
 ACCOUNT_ID = "123456789012"  # moto's default account
 MIB = 1 << 20
 DEFAULT_REGION = "us-east-1"

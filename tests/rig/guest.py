@@ -40,6 +40,7 @@ from pathlib import Path
 
 import paramiko
 
+from tests import secrets_audit
 from tests.rig.image import (Image, ImageError, build_image, cache_dir, cached_image,
                              missing_build_tools)
 from tests.rig.qmp import QMPClient, QMPError
@@ -244,7 +245,7 @@ class Guest:
         self.memory_mb = memory_mb
         self.smp = smp
         self.user = self.image.user
-        self.password = self.image.password
+        self.password = secrets_audit.register(self.image.password, "sudo password of the rig guest")
         self.key_path = str(self.image.key_path)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "guest"
         self.hostname = re.sub(r"[^a-z0-9-]", "-", safe.lower())[:63].strip("-") or "guest"

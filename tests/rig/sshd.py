@@ -14,6 +14,15 @@ its layers to change under it).  Mounts below the machine's ``/etc`` are
 hidden on the host.  Every host has its own address, free port, host keys,
 sshd_config and log file.
 
+Every command line a client sends to a host is recorded on the host's side:
+the test users' login shell is :data:`RECORD_SHELL`, which sshd runs as it
+runs any shell (``SHELL -c COMMAND``); it appends COMMAND, NUL-terminated, to
+the file named by ``AMS_RIG_COMMAND_LOG`` (set by the host's sshd_config
+``SetEnv``: the host's ``command_log``) and then execs ``/bin/bash`` with the
+same arguments.  (A ``ForceCommand`` would record it too, but sshd refuses
+"signal" requests to forced-command sessions.)  ``tests/secrets_audit.py``
+scans these logs and the sshd logs for secrets.
+
 The test users (prefix ``amst-``) are real local accounts created once per
 machine with ``useradd`` and reused by later runs; their passwords are random,
 generated once and kept in a root-only file under ``STATE_DIR``.  Each run has
@@ -37,6 +46,7 @@ import fcntl
 import itertools
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -49,6 +59,7 @@ from dataclasses import dataclass
 import pytest
 
 from amslib.core.settings import load_settings
+from tests import secrets_audit
 from tests.resources import unavailable
 
 SSHD = "/usr/sbin/sshd"
@@ -60,6 +71,18 @@ START_TIMEOUT = 10.0
 SUDO_NONE = "none"
 SUDO_PASSWORD = "password"
 SUDO_NOPASSWD = "nopasswd"
+
+# The test users' login shell: bash, after recording the command of "-c COMMAND" (see above).
+RECORD_SHELL = os.path.join(STATE_DIR, "record-shell")
+RECORD_SHELL_TEXT = r"""#!/bin/bash
+# login shell of the ams test users (tests/rig/sshd.py): record the command line, run bash
+log=$AMS_RIG_COMMAND_LOG
+unset AMS_RIG_COMMAND_LOG
+if [ "$#" -eq 2 ] && [ "$1" = -c ] && [ -n "$log" ]; then
+  printf '%s\0' "$2" >>"$log" 2>/dev/null
+fi
+exec -a "$0" /bin/bash "$@"
+"""
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,7 @@ REQUIRED_TOOLS = {
     "sudo": "sudo",
     "visudo": "sudo",
     "useradd": "passwd",
+    "usermod": "passwd",
     "chpasswd": "passwd",
     "pgrep": "procps",
     "timeout": "coreutils",
@@ -139,6 +163,20 @@ def _load_or_create_passwords(names):
     return {n: stored[n] for n in names}
 
 
+def _update_file(path, text, mode, check=None):
+    """Make ``path`` hold ``text`` (atomically: a concurrent run may be using it); ``check(tmp)``
+    may refuse the new text before it replaces the file."""
+    current = open(path).read() if os.path.exists(path) else None
+    if current != text:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        if check:
+            check(tmp)
+        os.replace(tmp, path)
+
+
 def _sudoers_text(users):
     lines = ["# ams test rig (tests/rig/sshd.py); safe to delete"]
     for user in users:
@@ -161,11 +199,16 @@ def ensure_users(key_dir):
     with open(os.path.join(STATE_DIR, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         passwords = _load_or_create_passwords(sorted(names.values()))
+        _update_file(RECORD_SHELL, RECORD_SHELL_TEXT, 0o755)
+        for name, password in passwords.items():
+            secrets_audit.register(password, f"password of test user {name}")
         users = {}
         for suffix, (key_login, password_login, sudo) in USER_KINDS.items():
             name = names[suffix]
             if subprocess.run(["id", "-u", name], capture_output=True).returncode != 0:
-                _run(["useradd", "--create-home", "--shell", "/bin/bash", name])
+                _run(["useradd", "--create-home", "--shell", RECORD_SHELL, name])
+            elif pwd.getpwnam(name).pw_shell != RECORD_SHELL:
+                _run(["usermod", "--shell", RECORD_SHELL, name])
             # '*' = no usable password but not "locked" (sshd refuses locked accounts).
             hashed = None if password_login else "*"
             if hashed:
@@ -183,16 +226,8 @@ def ensure_users(key_dir):
                 password=passwords[name] if (password_login or sudo == SUDO_PASSWORD) else None,
                 key_path=key_path,
             )
-        sudoers = "/etc/sudoers.d/ams-test-rig"
-        text = _sudoers_text(users.values())
-        current = open(sudoers).read() if os.path.exists(sudoers) else None
-        if current != text:
-            tmp = sudoers + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o440)
-            _run(["visudo", "-c", "-q", "-f", tmp])
-            os.replace(tmp, sudoers)
+        _update_file("/etc/sudoers.d/ams-test-rig", _sudoers_text(users.values()), 0o440,
+                     check=lambda tmp: _run(["visudo", "-c", "-q", "-f", tmp]))
     return users
 
 
@@ -213,6 +248,8 @@ class TestHost:
         self.port = None
         self.workdir = workdir
         self.authorized_keys_dir = authorized_keys_dir
+        # every command line sent to this host, NUL-terminated (the users must reach it)
+        self.command_log = os.path.join(authorized_keys_dir, f"commands-{name}.log")
         self.etc_dir = os.path.join(workdir, "etc")  # the overlay's upper dir over /etc
         self.overlay_work_dir = os.path.join(workdir, "etc-overlay-work")
         self.fstab_path = os.path.join(self.etc_dir, "fstab")
@@ -226,6 +263,16 @@ class TestHost:
         os.setxattr(self.mdadm_dir, "trusted.overlay.opaque", b"y")
         self._init_files()
         self.regenerate_host_keys()
+        fd = os.open(self.command_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        os.fchmod(fd, 0o666)  # the test users append to it
+        os.close(fd)
+        secrets_audit.watch_file(self.log_path)
+        secrets_audit.watch_file(self.command_log)
+
+    def commands(self):
+        """The command lines clients sent to this host so far (oldest first)."""
+        with open(self.command_log, "rb") as fh:
+            return [c.decode("utf-8", "surrogateescape") for c in fh.read().split(b"\0")[:-1]]
 
     @property
     def mdadm_conf_path(self):
@@ -279,6 +326,7 @@ MaxSessions 100
 MaxStartups 100
 LogLevel DEBUG1
 Subsystem sftp internal-sftp
+SetEnv AMS_RIG_COMMAND_LOG={self.command_log}
 """
             )
 
@@ -403,6 +451,7 @@ class SshRig:
         """Stop every host and remove this run's authorized keys."""
         for host in self.hosts:
             host.stop()
+            secrets_audit.unwatch_file(host.command_log)  # scanned a last time
         shutil.rmtree(self.authorized_keys_dir, ignore_errors=True)
 
     def user(self, suffix):

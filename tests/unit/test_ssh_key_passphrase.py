@@ -8,8 +8,7 @@ from amslib.core.settings import load_settings
 from amslib.ssh.client import _load_key
 from amslib.ssh.options import resolve_jump, resolve_options
 from amslib.ssh.sshconfig import SshConfig
-
-PASSPHRASE = "correct horse 'battery\" staple"
+from tests.secrets_audit import SSH_KEY_PASSPHRASE_QUOTED as PASSPHRASE
 
 
 def keygen(path, kind, passphrase, *extra):
