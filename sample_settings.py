@@ -51,6 +51,10 @@ FREEZE_TIMEOUT = 120.0        # with --freeze: the host thaws the filesystem by 
 SNAPSHOT_WAIT_TIMEOUT = 7200.0  # seconds to wait for snapshots and cross-region copies
 SCHEDULE_WORKERS = 4          # due schedules that 'ams snapshot schedule run' snapshots at once
 
+# --- Concurrency --------------------------------------------------------------
+LOCK_WAIT = 10.0              # seconds to wait for a volume group that another ams is changing
+                              # (attach, detach, mount, snapshot ...) before failing with exit 11
+
 # --- Hosts --------------------------------------------------------------------
 # How discovery names a new host (the name ams uses to SSH to it): the first of
 # these that the instance has. Choices: name-tag, private-dns, public-dns,

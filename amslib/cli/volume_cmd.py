@@ -54,6 +54,10 @@ def cmd_list(ctx, args):
         value.strip().lower() if value is not None else None
         for value in (getattr(args, "value", None), getattr(args, "like", None), getattr(args, "prefix", None), args.zone)
     )
+    if field == "instance_id" and exact is not None:  # a malformed id is refused, not an empty list
+        from ..instance.validation import check_instance_id
+
+        exact = check_instance_id(exact)
     with ctx.engine().connect() as conn:
         rows = [_list_row(r) for r in list_groups(conn, field, exact=exact, like=like, prefix=prefix, zone=zone)]
     ctx.out.listing(rows, LIST_COLUMNS, JSON_KEYS, empty="no volume groups match")
@@ -301,4 +305,7 @@ def register(subparsers):
         region=False, dry_run=True,
     )
     delete.add_argument("volume_group_id", metavar="VOLUME_GROUP_ID", help="the group to delete")
+    from . import discovery_cmd
+
+    discovery_cmd.register_volume(commands)
     return detach_parser

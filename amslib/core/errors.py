@@ -39,6 +39,13 @@ class ConflictError(AmsError):
     exit_code = 4
 
 
+class BusyError(ConflictError):
+    """Another ams is changing the same volume group now (its lock did not free up in
+    LOCK_WAIT seconds); trying again later may succeed."""
+
+    exit_code = 11
+
+
 class RemoteCommandError(AmsError):
     """A command run on a host exited non-zero."""
 
@@ -99,6 +106,16 @@ class ConfigError(AmsError):
     """The settings file or an AMS_* environment variable is invalid."""
 
     exit_code = 9
+
+
+class Unhealthy(AmsError):
+    """A verified restore (``snapshot verify``) has findings; ``report`` holds them."""
+
+    exit_code = 12
+
+    def __init__(self, message, *, report=None, hint=None):
+        super().__init__(message, hint=hint)
+        self.report = report
 
 
 class Interrupted(AmsError):

@@ -67,6 +67,8 @@ DEFAULTS = {
     "FREEZE_TIMEOUT": 120.0,  # a frozen filesystem is thawed on the host by itself after this
     "SNAPSHOT_WAIT_TIMEOUT": 7200.0,  # seconds to wait for snapshots and copies to complete
     "SCHEDULE_WORKERS": 4,  # due schedules snapshotted at once by 'schedule run'
+    # Concurrency
+    "LOCK_WAIT": 10.0,  # seconds to wait for a volume group another ams is changing before failing
     # Hosts
     "HOSTNAME_RULE": "name-tag,private-dns,private-ip",  # order tried for new hosts
     # Logging

@@ -11,8 +11,6 @@ group of each schedule, so a schedule that keeps failing never purges itself to 
 """
 
 import logging
-import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -95,8 +93,10 @@ def add(ctx, *, resource_type, resource, mount_point=None, intervals=None, reten
     with engine.connect() as conn:
         if resource_type == "volume":
             group_id = volume_service.check_group_id(resource)
-            volume_service.load_group(conn, group_id)
+            _, _, attachment = volume_service.load_group(conn, group_id)
             values["volume_group_id"] = group_id
+            if freeze:
+                _check_freeze_of_group(group_id, attachment)
         else:
             values["mount_point"] = check_mount_point(mount_point)
             if resource_type == "host":
@@ -116,6 +116,18 @@ def add(ctx, *, resource_type, resource, mount_point=None, intervals=None, reten
     with engine.begin() as conn:
         schedule_id = store.insert_schedule(conn, values)
     return {"dry_run": False, "schedule_id": schedule_id, "schedule": values}
+
+
+def _check_freeze_of_group(group_id, attachment):
+    """--freeze on a volume schedule: the group must be mounted somewhere now (a schedule of a
+    group attached nowhere is fine, and snapshots it as it is, but it has nothing to freeze)."""
+    from ..hostdisk.freeze import check_freezable
+
+    if attachment is None or not attachment["mount_point"]:
+        where = "is attached nowhere" if attachment is None else f"has no mount point on {attachment['hostname']}"
+        raise ConflictError(f"--freeze: volume group {group_id} {where}; freezing needs its filesystem mounted "
+                            "(mount it first, or schedule it without --freeze)")
+    check_freezable(attachment["mount_point"])
 
 
 def _load(conn, schedule_id):
@@ -142,6 +154,12 @@ def edit(ctx, *, schedule_id, intervals=None, retentions=None, singles=None, pre
     changes = {k: (row[k], v) for k, v in values.items() if row[k] != v}
     if not changes:
         raise UsageError(f"nothing to change in schedule {schedule_id}: give a new value (see 'ams snapshot schedule edit -h')")
+    if changes.get("freeze", (None, False))[1] and row["resource_type"] == "volume":
+        from ..ebs import volume_service
+
+        with engine.connect() as conn:
+            _, _, attachment = volume_service.load_group(conn, row["volume_group_id"])
+        _check_freeze_of_group(row["volume_group_id"], attachment)
     if not dry_run:
         with engine.begin() as conn:
             store.update_schedule(conn, schedule_id, {**{k: v for k, (_, v) in changes.items()}, "updated_at": utcnow()})
@@ -163,6 +181,10 @@ def delete(ctx, *, schedule_id, dry_run=False):
 def list_schedules(ctx, *, resource_type=None, exact=None, like=None, prefix=None):
     now = utcnow()
     with ctx.engine().connect() as conn:
+        if resource_type == "volume" and exact is not None:
+            from ..ebs.volume_service import require_group_row
+
+            require_group_row(conn, int(exact))
         rows = store.list_schedules(conn, resource_type, exact=exact, like=like, prefix=prefix)
         ids = [r["id"] for r in rows]
         taken = store.taken_slots(conn, ids) if ids else {}
@@ -192,7 +214,9 @@ def _source(conn, row):
 
 
 def _runner():
-    return f"{socket.gethostname()}:{os.getpid()}"
+    from ..store.group_locks import this_process
+
+    return this_process()
 
 
 def run(ctx, *, schedule_id=None, purge=False, dry_run=False):
@@ -270,6 +294,7 @@ def _run_one(ctx, engine, row, plan):
             ctx, vg, members, attachment, pre=row["pre_command"], post=row["post_command"],
             description=row["description"], freeze=row["freeze"], user_tags={}, wait=False, dry_run=False,
             expires_at=plan.expiry, schedule_id=row["id"], retention_kind=_retention_kind(plan),
+            command=f"snapshot schedule run (schedule {row['id']})",
         )
     except Exception as exc:  # recorded and reported; the other schedules go on
         message = _one_line(exc)

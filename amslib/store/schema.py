@@ -80,6 +80,10 @@ volume_groups = Table(
     Column("fs_uuid", String(64), nullable=True),  # the filesystem UUID (fstab uses it)
     # the snapshot group this group was cloned from (no foreign key: it may be deleted first)
     Column("cloned_from_id", Integer, nullable=True),
+    # the lease of the ams changing the group now (amslib/store/group_locks.py); NULL when free
+    Column("lock_owner", String(255), nullable=True),  # host:pid:token:command
+    Column("lock_since", UtcDateTime(), nullable=True),
+    Column("lock_until", UtcDateTime(), nullable=True),  # expired: the holder died; anyone may take it
     Index("ix_volume_groups_zone", "availability_zone"),
     Index("ix_volume_groups_deleted_at", "deleted_at"),
 )

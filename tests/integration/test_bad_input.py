@@ -142,8 +142,8 @@ def run_table(ams, rig, db_url, cases):
 
 @pytest.fixture
 def state(ams_db, ec2_clean, db_url, monkeypatch):
-    """(ams, rig, ids): a discovered host, a volume group attached nowhere, a schedule on it and the
-    snapshot group its first run made."""
+    """(ams, rig, ids): a discovered host, a volume group attached nowhere, a schedule on it, the
+    snapshot group its first run made and a snapshot group the database still has as pending."""
     rig = ec2_clean
     rig.timing.set(volume_create=0, snapshot=0)
     answer = rig.client(region=REGION, internal=True).run_instances(
@@ -168,8 +168,12 @@ def state(ams_db, ec2_clean, db_url, monkeypatch):
     # 'snapshot list' records the snapshots' completion, so no case below is the first to do it
     listed = ams_db("--output", "json", "snapshot", "list").json
     assert [g["state"] for g in listed] == ["completed"], listed
+    # ... except this one: completed in EC2, still pending in the database until a command asks EC2
+    result = ams_db("--output", "json", "snapshot", "create", "volume", gid)
+    assert result.code == 0 and result.json["state"] == "pending", str(result)
     ids = {"instance": instance, "hostname": hostname, "gid": str(gid), "sid": str(sid),
-           "sgid": str(run["snapshot_group_id"]), "volumes": volume_ids}
+           "sgid": str(run["snapshot_group_id"]), "pending": str(result.json["snapshot_group_id"]),
+           "volumes": volume_ids}
     return ams_db, rig, ids
 
 
@@ -216,6 +220,8 @@ def volume_cases(s):
     create = ("volume", "create", "-i", i)
     return [
         (("volume", "list", "host", "x", "--like", "y"), 2, "not allowed"),
+        (("volume", "list", "instance_id", "i-1"), 2, "invalid instance id"),
+        (("volume", "list", "instance_id", "i-0123;ls"), 2, "invalid instance id"),
         ((*create, "-n", 0, "-s", 10), 2, "--numvols"),
         ((*create, "-n", -1, "-s", 10), 2, "--numvols"),
         ((*create, "-n", "two", "-s", 10), 2, "--numvols"),
@@ -276,10 +282,22 @@ def volume_cases(s):
 
 
 def snapshot_cases(s):
-    i, h, gid, sgid = s["instance"], s["hostname"], s["gid"], s["sgid"]
+    i, h, gid, sgid, pending = s["instance"], s["hostname"], s["gid"], s["sgid"], s["pending"]
     return [
         (("snapshot", "list", "-r", "narnia"), 2, "region"),
         (("snapshot", "list", "volume", "abc"), 2, "invalid volume group id"),
+        (("snapshot", "list", "volume", "999"), 3, "volume group 999 not found"),
+        (("snapshot", "list", "instance", "i-1"), 2, "invalid instance id"),
+        (("snapshot", "list", "instance", "i-0123456789abcdef0x", "-m", "/srv"), 2, "invalid instance id"),
+        (("snapshot", "create", "volume", gid, "--freeze"), 4, f"volume group {gid} is attached nowhere"),
+        (("snapshot", "create", "volume", gid, "--freeze", "--pre", "sync"), 4, "freezing needs"),
+        # a group still pending in the database: the option checks come before recording its completion
+        (("snapshot", "clone", "snapshot", pending, "-z", ZONE, "--volume-type", "gp9"), 2, "volume type"),
+        (("snapshot", "clone", "snapshot", pending, "-z", ZONE, "--volume-type", "io2"), 2, "out of range for io2"),
+        (("snapshot", "clone", "snapshot", pending, "-i", i, "--volume-type", "gp9"), 2, "volume type"),
+        (("snapshot", "clone", "snapshot", pending, "-z", "us-east-1q"), 2, "us-east-1q"),
+        (("snapshot", "copy", pending, "--region", REGION), 2, "already in us-east-1"),
+        (("snapshot", "copy", pending, "--region", "us-east-9"), 2, "region"),
         (("snapshot", "create", "volume", "999"), 3, "not found"),
         (("snapshot", "create", "volume", "x"), 2, "invalid volume group id"),
         (("snapshot", "create", "volume", gid, "-d", "two\nlines"), 2, "description"),
@@ -339,6 +357,8 @@ def schedule_cases(s):
         ((*sched, "add", "volume", gid, "--pre", "echo a\necho b"), 2, "--pre hook"),
         ((*sched, "add", "volume", gid, "--post", "sync\r"), 2, "--post hook"),
         ((*sched, "add", "volume", gid, "-d", "two\nlines"), 2, "description"),
+        ((*sched, "add", "volume", gid, "--freeze"), 4, f"volume group {gid} is attached nowhere"),
+        ((*sched, "edit", sid, "--freeze"), 4, f"volume group {gid} is attached nowhere"),
         ((*sched, "edit", "999", "--ret_hour", 3), 3, "not found"),
         ((*sched, "edit", "x1", "--ret_hour", 3), 2, "invalid schedule id"),
         ((*sched, "edit", sid), 2, "nothing to change"),
@@ -351,6 +371,7 @@ def schedule_cases(s):
         ((*sched, "delete", "1;DROP TABLE hosts"), 2, "invalid schedule id"),
         ((*sched, "list", "x"), 2, "invalid choice"),
         ((*sched, "list", "volume", "abc"), 2, "invalid volume group id"),
+        ((*sched, "list", "volume", "999"), 3, "volume group 999 not found"),
         ((*sched, "list", "instance", "i-1"), 2, "invalid instance id"),
         ((*sched, "run", "999"), 3, "not found"),
         ((*sched, "run", "0"), 2, "invalid schedule id"),
