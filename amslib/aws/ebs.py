@@ -131,6 +131,19 @@ def _volume_state(volume):
     return f"{state} ({', '.join(attachments)})" if attachments else state
 
 
+def describe_tagged(ec2, operation, key, tag_key, region, *, page_size, **params):
+    """(every item of the paginated ``operation`` filtered by ``tag-key=tag_key``, pages)."""
+    items, pages = [], 0
+    paginator = ec2.get_paginator(operation)
+    action = "".join(part.title() for part in operation.split("_"))  # describe_volumes -> DescribeVolumes
+    with aws_errors(f"{action} in {region}"):
+        for page in paginator.paginate(Filters=[{"Name": "tag-key", "Values": [tag_key]}],
+                                       PaginationConfig={"PageSize": page_size}, **params):
+            pages += 1
+            items.extend(page.get(key, []))
+    return items, pages
+
+
 def _chunks(items, size):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -385,6 +398,24 @@ class Ebs(RegionCalls):
                     for volume in page.get("Volumes", []):
                         found[volume["VolumeId"]] = volume
         return found
+
+    def tagged(self, tag_key, page_size=None):
+        """Every volume of this region carrying the tag ``tag_key`` (DescribeVolumes filtered by
+        ``tag-key``, paginated); (items, number of pages)."""
+        return describe_tagged(self.ec2, "describe_volumes", "Volumes", tag_key, self.region,
+                               page_size=page_size or PAGE_SIZE)
+
+    def create_tags(self, volume_ids, tags):
+        """ONE CreateTags call setting ``tags`` on every volume of ``volume_ids``."""
+        if volume_ids and tags:
+            with aws_errors(f"CreateTags on {', '.join(volume_ids)}"):
+                self.ec2.create_tags(Resources=list(volume_ids), Tags=_tag_list(tags))
+
+    def delete_tags(self, volume_ids, keys):
+        """ONE DeleteTags call removing the tag ``keys`` (whatever their values) from every volume."""
+        if volume_ids and keys:
+            with aws_errors(f"DeleteTags on {', '.join(volume_ids)}"):
+                self.ec2.delete_tags(Resources=list(volume_ids), Tags=[{"Key": str(k)} for k in keys])
 
     def instance(self, instance_id):
         """The DescribeInstances item of ``instance_id`` (State, Placement, BlockDeviceMappings,

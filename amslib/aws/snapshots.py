@@ -32,8 +32,8 @@ import time
 
 from ..core.errors import AmsError, AwsError, ConflictError, NotFoundError, UsageError
 from .clients import aws_errors
-from .ebs import (CLIENT_TOKEN_RE, BatchError, Ebs, RegionCalls, _chunks, _tag_list, run_batch, waiter_api_error,
-                  waiter_attempts)
+from .ebs import (CLIENT_TOKEN_RE, BatchError, Ebs, RegionCalls, _chunks, _tag_list, describe_tagged, run_batch,
+                  waiter_api_error, waiter_attempts)
 
 log = logging.getLogger("ams.aws.snapshots")
 
@@ -456,6 +456,12 @@ class Snapshots(RegionCalls):
                     for snapshot in page.get("Snapshots", []):
                         found[snapshot["SnapshotId"]] = snapshot
         return found
+
+    def tagged(self, tag_key, page_size=None):
+        """Every snapshot this account owns in this region carrying the tag ``tag_key``
+        (DescribeSnapshots filtered by ``tag-key``, paginated); (items, number of pages)."""
+        return describe_tagged(self.ec2, "describe_snapshots", "Snapshots", tag_key, self.region,
+                               page_size=page_size or PAGE_SIZE, OwnerIds=["self"])
 
     def in_use_by_images(self, snapshot_ids):
         """{snapshot id: AMI id} of the given snapshots that this account's AMIs use (EC2 refuses

@@ -49,7 +49,12 @@ THROUGHPUT_PER_IOPS = 0.25  # MiB/s per provisioned IOPS: throughput * 4 <= IOPS
 MIN_COUNT = 1
 MAX_COUNT = 24
 
-MAX_USER_TAGS = 40  # EC2 allows 50 per volume; ams adds its own
+# EC2 allows 50 tags per resource.  ams adds at most 17 of its own (a snapshot copy: the 7 of
+# group_tags with Name and ams:member-count, ams:snapshot-group-id, ams:expires, ams:retention,
+# ams:source-instance-id, ams:source-mount-point, ams:array-name, ams:md-uuid, ams:fs-uuid,
+# ams:copied-from, ams:client-token; a volume at most 13), so users keep the other 33.
+MAX_AMS_TAGS = 17
+MAX_USER_TAGS = 50 - MAX_AMS_TAGS
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 RESERVED_TAG_PREFIXES = ("aws:", "ams:")
@@ -223,11 +228,12 @@ def member_name(group_id, member_index):
     return f"ams-vg{group_id}-{member_index}"
 
 
-def group_tags(group_id, raid_level, member_index, stripe_kb, filesystem, name=None):
+def group_tags(group_id, raid_level, member_index, stripe_kb, filesystem, name=None, member_count=None):
     """The ``ams:*`` tags (and Name) of one member volume, so a group can be found from EC2 alone.
 
-    ``raid_level`` None (a single volume) is "none"; ``stripe_kb`` None (not striped) is "none"."""
-    return {
+    ``raid_level`` None (a single volume) is "none"; ``stripe_kb`` None (not striped) is "none";
+    ``member_count`` (when given) lets discovery see that a member is missing."""
+    tags = {
         "ams:volume-group-id": str(group_id),
         "ams:raid-level": "none" if raid_level is None else str(raid_level),
         "ams:member-index": str(member_index),
@@ -235,3 +241,17 @@ def group_tags(group_id, raid_level, member_index, stripe_kb, filesystem, name=N
         "ams:filesystem": str(filesystem),
         "Name": member_name(group_id, member_index) if name is None else name,
     }
+    if member_count is not None:
+        tags["ams:member-count"] = str(member_count)
+    return tags
+
+
+def flag_tag(value):
+    """A boolean as a tag value: "true" or "false"."""
+    return "true" if value else "false"
+
+
+def identity_tags(array_name=None, md_uuid=None, fs_uuid=None):
+    """``ams:array-name``, ``ams:md-uuid``, ``ams:fs-uuid`` for the values that are known."""
+    values = {"ams:array-name": array_name, "ams:md-uuid": md_uuid, "ams:fs-uuid": fs_uuid}
+    return {key: str(value) for key, value in values.items() if value}

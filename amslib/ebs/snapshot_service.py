@@ -77,14 +77,21 @@ def source_volume_group(conn, *, group_id=None, host=None, instance=None, mount_
     return group, members, attachment
 
 
-def snapshot_tags(snapshot_group_id, group, member_index, expires_at, user_tags):
+def snapshot_tags(snapshot_group_id, group, member_index, expires_at, user_tags, *, member_count=None,
+                  source_instance_id=None, source_mount_point=None, retention_kind=None):
+    """The tags of one member snapshot: the volume group's layout and identity, the snapshot
+    group, its expiry, retention and source, so ``ams snapshot discovery`` can rebuild its row."""
     tags = dict(user_tags or {})
     stripe = group["stripe_block_size"] if group["raid_level"] not in (None, 1) else None
     tags.update(params.group_tags(group["id"], group["raid_level"], member_index, stripe, group["fs_type"],
-                                  name=f"ams-sg{snapshot_group_id}-{member_index}"))
+                                  name=f"ams-sg{snapshot_group_id}-{member_index}", member_count=member_count))
+    tags.update(params.identity_tags(group.get("array_name"), group.get("md_uuid"), group.get("fs_uuid")))
     tags["ams:snapshot-group-id"] = str(snapshot_group_id)
     if expires_at is not None:
         tags["ams:expires"] = expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    optional = {"ams:retention": retention_kind, "ams:source-instance-id": source_instance_id,
+                "ams:source-mount-point": source_mount_point}
+    tags.update({key: str(value) for key, value in optional.items() if value})
     return tags
 
 
@@ -116,14 +123,42 @@ def create(ctx, *, group_id=None, host=None, instance=None, mount_point=None, pr
     with engine.connect() as conn:
         vg, members, attachment = source_volume_group(conn, group_id=group_id, host=host, instance=instance,
                                                       mount_point=mount_point)
+    if freeze and attachment is None:  # (a scheduled run of a group detached since only warns: see _take)
+        raise ConflictError(f"--freeze: volume group {vg['id']} is attached nowhere; freezing needs its filesystem "
+                            "mounted on a host")
     return take(ctx, vg, members, attachment, pre=pre, post=post, description=description, freeze=freeze,
                 user_tags=user_tags, wait=wait, dry_run=dry_run, expires_at=expires_at,
                 schedule_id=schedule_id, retention_kind=retention_kind)
 
 
-def take(ctx, vg, members, attachment, *, pre, post, description, freeze, user_tags, wait, dry_run,
-         expires_at=None, schedule_id=None, retention_kind=None):
-    """Snapshot every member of ``vg`` (checked already); returns the result dict."""
+WAIT_STEP = "EC2 wait until every snapshot is completed"
+
+
+def take(ctx, vg, members, attachment, *, wait, dry_run, command="snapshot create", **options):
+    """Snapshot every member of ``vg`` (checked already); returns the result dict.
+
+    The volume group's lock (for ``command``) is held from the pre hook to the post hook, and the
+    group, its members and its attachment are read again under it (a detach or delete may have
+    finished meanwhile); it is not held while waiting for completion (``wait``): a detach does not
+    disturb snapshots that have started.  ``options``: the keyword arguments of :func:`_take`."""
+    if dry_run:
+        with volume_service.group_lock(ctx, vg["id"], command, dry_run=True):
+            return _take(ctx, vg, members, attachment, wait=wait, dry_run=True, **options)
+    with volume_service.group_lock(ctx, vg["id"], command):
+        with ctx.engine().connect() as conn:
+            vg, members, attachment = source_volume_group(conn, group_id=vg["id"])
+        result = _take(ctx, vg, members, attachment, wait=False, dry_run=False, **options)
+    if wait:
+        result["plan"].append(WAIT_STEP)
+        _wait(ctx, _snapshots(ctx, vg["region"]), result["snapshot_ids"])
+        _mark_completed(ctx.engine(), result["snapshot_group_id"], result["snapshot_ids"])
+        result["state"] = "completed"
+    return result
+
+
+def _take(ctx, vg, members, attachment, *, pre, post, description, freeze, user_tags, wait, dry_run,
+          expires_at=None, schedule_id=None, retention_kind=None):
+    """The snapshot of :func:`take` (``wait`` only adds its step to a dry run's plan)."""
     engine = ctx.engine()
     warnings = []
     hostdisk = None
@@ -171,7 +206,7 @@ def take(ctx, vg, members, attachment, *, pre, post, description, freeze, user_t
     if post:
         plan.append(f"host {host}: run the post hook")
     if wait:
-        plan.append("EC2 wait until every snapshot is completed")
+        plan.append(WAIT_STEP)
     if dry_run:
         return {"dry_run": True, "plan": plan, "warnings": warnings, "snapshot_group_id": None}
 
@@ -188,7 +223,10 @@ def take(ctx, vg, members, attachment, *, pre, post, description, freeze, user_t
             "source_hostname": attachment["hostname"] if attachment else None,
             "source_mount_point": mount_point, "tags": _json(user_tags),
         })
-    tags_by_volume = {m["volume_id"]: snapshot_tags(sg_id, vg, m["member_index"], expires_at, user_tags) for m in members}
+    tags_by_volume = {m["volume_id"]: snapshot_tags(
+        sg_id, vg, m["member_index"], expires_at, user_tags, member_count=len(members),
+        source_instance_id=attachment["instance_id"] if attachment else None, source_mount_point=mount_point,
+        retention_kind=retention_kind) for m in members}
     ec2_description = description or f"ams snapshot group {sg_id} of volume group {vg['id']}"
 
     def start():
@@ -206,10 +244,6 @@ def take(ctx, vg, members, attachment, *, pre, post, description, freeze, user_t
     result = {"dry_run": False, "snapshot_group_id": sg_id, "volume_group_id": vg["id"],
               "snapshot_ids": [started[v] for v in volume_ids], "state": "pending", "plan": plan,
               "expires_at": expires_at, "warnings": warnings}
-    if wait:
-        _wait(ctx, snaps, result["snapshot_ids"])
-        _mark_completed(engine, sg_id, result["snapshot_ids"])
-        result["state"] = "completed"
     return result
 
 
@@ -376,6 +410,8 @@ def _group_state(states):
 def list_groups(ctx, **filters):
     engine = ctx.engine()
     with engine.connect() as conn:
+        if filters.get("volume_group_id") is not None:
+            volume_service.require_group_row(conn, filters["volume_group_id"])
         rows = store.list_groups(conn, **filters)
     if any(r["state"] == "pending" for r in rows):
         refresh(ctx, rows)
@@ -480,10 +516,16 @@ def copy_group(ctx, group, members, region, *, dry_run=False):
     engine = ctx.engine()
     with engine.connect() as conn:
         existing = store.copy_in_region(conn, group["id"], region)
+        copies = store.members(conn, existing["id"]) if existing is not None else []
+    if existing is not None and len(copies) < len(members):
+        # an ams died between CopySnapshot and recording the copies (findable by their tag
+        # ams:snapshot-group-id): not a copy to reuse; it is marked failed and a new one made
+        if not dry_run:
+            with engine.begin() as conn:
+                store.update_group(conn, existing["id"], {"state": "failed"})
+        existing = None
     if existing is not None:
         if existing["state"] == "pending" and not dry_run:
-            with engine.connect() as conn:
-                copies = store.members(conn, existing["id"])
             _wait(ctx, _snapshots(ctx, region), [m["snapshot_id"] for m in copies])
             _mark_completed(engine, existing["id"], [m["snapshot_id"] for m in copies])
         return {"dry_run": dry_run, "snapshot_group_id": existing["id"], "copied_from_id": group["id"],
@@ -576,11 +618,15 @@ def resolve_source(conn, *, snapshot_group_id=None, volume_group_id=None, host=N
     return found, store.members(conn, found["id"])
 
 
+@volume_service.holds_group_lock
 def clone(ctx, *, source, zone=None, host=None, instance=None, mount_point=None, automount=True, iops=None,
-          volume_type=None, size=None, keep_on_failure=False, dry_run=False):
+          volume_type=None, size=None, keep_on_failure=False, dry_run=False, verify=False, lock_group):
     """A new volume group from a snapshot group (``source`` = resolve_source kwargs), in the
     target's zone; copied to the target's region first when needed; attached (its array
-    assembled, never re-created) and mounted when a host is given."""
+    assembled, never re-created) and mounted when a host is given.
+
+    ``verify`` (``snapshot verify``'s scratch copy): tagged ``ams:verify-of``, recorded as
+    "verifying", attached but never assembled, renewed, mounted or written to."""
     from ..instance.hosts import check_zone_exists
 
     mount_point = check_mount_point(mount_point) if mount_point is not None else None
@@ -598,7 +644,6 @@ def clone(ctx, *, source, zone=None, host=None, instance=None, mount_point=None,
         zone, region = check_zone_exists(ctx.aws, zone)
     if not members:
         raise ConflictError(f"snapshot group {group['id']} has no snapshots")
-    _require_completed(ctx, group)
     specs = [_clone_spec(m, volume_type, iops, size) for m in members]
     hostdisk = None
     instance_info = None
@@ -609,7 +654,9 @@ def clone(ctx, *, source, zone=None, host=None, instance=None, mount_point=None,
         hostdisk.verify_instance(target.instance_id)
         if mount_point:
             volume_service._check_not_mounted(hostdisk, target, mount_point)
+    _require_completed(ctx, group)  # after every check: it records the snapshots' progress
     copied = None
+    verify_of = group["id"]
     if region != group["region"]:
         copied = copy_group(ctx, group, members, region, dry_run=dry_run)
         if not dry_run:
@@ -618,26 +665,39 @@ def clone(ctx, *, source, zone=None, host=None, instance=None, mount_point=None,
     plan_lines = list(copied["plan"]) if copied else []
     if dry_run:
         plan_lines.append(f"EC2 CreateVolume x{len(members)} from the snapshots of group {group['id']} in {zone}")
-        if target:
+        if target and verify:
+            plan_lines.append(f"attach to {target.hostname} (nothing assembled, renewed or written by the attach)")
+        elif target:
             plan_lines.append(f"attach to {target.hostname}, assemble (never create) and mount at {mount_point or '(not mounted)'}")
         return {"dry_run": True, "plan": plan_lines, "volume_group_id": None}
     with engine.connect() as conn:
         device_names = volume_service._free_devices(conn, instance_info, len(members)) if target else []
+    from ..store import group_locks
+
     now = utcnow()
-    with engine.begin() as conn:
+    owner = group_locks.owner_text("snapshot clone")
+    with engine.begin() as conn:  # the new group is locked from its INSERT on (released when clone returns)
         new_id = vg_store.insert_group(conn, {
+            **group_locks.claim_values(owner, now),
             "raid_level": group["raid_level"], "stripe_block_size": group["stripe_block_size"],
             "fs_type": group["fs_type"], "region": region, "availability_zone": zone, "state": "creating",
-            "array_name": group["array_name"], "md_uuid": group["md_uuid"], "fs_uuid": group["fs_uuid"],
+            # a scratch copy does not take its source's identity: a later 'volume detach' of a copy
+            # kept by 'snapshot verify --keep' must not touch the original's fstab/mdadm.conf lines
+            **({} if verify else {"array_name": group["array_name"], "md_uuid": group["md_uuid"],
+                                  "fs_uuid": group["fs_uuid"]}),
             "created_at": now, "cloned_from_id": group["id"],
+            "tags": _json({"ams:verify-of": str(verify_of)} if verify else None),
         })
+    lock_group(new_id, "snapshot clone", owner=owner)
     token = secrets.token_hex(8)
     requests = []
     for spec, m in zip(specs, members):
         tags = params.group_tags(new_id, group["raid_level"], m["member_index"],
                                  group["stripe_block_size"] if group["raid_level"] not in (None, 1) else None,
-                                 group["fs_type"])
+                                 group["fs_type"], member_count=len(members))
         tags["ams:cloned-from"] = m["snapshot_id"]
+        if verify:
+            tags["ams:verify-of"] = str(verify_of)
         requests.append({"spec": spec, "zone": zone, "tags": tags, "token": f"ams-{token}-{new_id}-{m['member_index']}",
                          "snapshot_id": m["snapshot_id"]})
     from . import volume_actions as act
@@ -645,10 +705,14 @@ def clone(ctx, *, source, zone=None, host=None, instance=None, mount_point=None,
     plan = [act.CreateVolumes(new_id, requests), act.WaitAvailable()]
     new_group = dict(raid_level=group["raid_level"], id=new_id, array_name=group["array_name"],
                      md_uuid=group["md_uuid"], fs_uuid=group["fs_uuid"], fs_type=group["fs_type"])
-    if target is not None:
+    if target is not None and verify:
+        plan += [act.AttachVolumes(new_id, target.instance_id, list(device_names), None, created_here=True),
+                 act.WaitAttached(), act.VerifyInstance(target.hostname, target.instance_id),
+                 act.WaitDevices(target.hostname, None, list(device_names))]
+    elif target is not None:
         vols = [{"volume_id": None, "device_name": d} for d in device_names]
         plan += _attach_after_create(new_group, vols, target, device_names, mount_point, automount and mount_point is not None)
-    plan.append(act.MarkGroup(new_id, "available"))
+    plan.append(act.MarkGroup(new_id, "verifying" if verify else "available"))
     ex = Execution(engine=engine, ec2=volume_service._ebs(ctx, region), host=hostdisk, progress=ctx.out.step)
     try:
         run_plan(plan, ex, keep_on_failure=keep_on_failure)
@@ -662,6 +726,7 @@ def clone(ctx, *, source, zone=None, host=None, instance=None, mount_point=None,
             "copied": copied["snapshot_group_id"] if copied else None, "zone": zone,
             "volume_ids": ex.state["volume_ids"], "instance_id": target.instance_id if target else None,
             "mount_point": mount_point, "block_device": ex.state.get("block_device"),
+            "os_devices": ex.state.get("os_devices"), "stable_devices": ex.state.get("stable_devices"),
             "plan": describe_plan(plan)}
 
 

@@ -173,7 +173,11 @@ class DetachVolumes:
         return f"EC2 {verb} x{len(self.volume_ids)} from {self.instance_id}: {', '.join(self.volume_ids)}, then wait until available"
 
     def run(self, ex):
-        ex.ec2.detach(self.volume_ids, self.instance_id, force=self.force)
+        found = ex.ec2.describe(self.volume_ids)
+        # members an earlier ams detached but failed or died before recording it are left out
+        attached = [v for v in self.volume_ids if any(
+            a.get("InstanceId") == self.instance_id for a in found.get(v, {}).get("Attachments") or [])]
+        ex.ec2.detach(attached, self.instance_id, force=self.force)
         ex.ec2.wait_detached(self.volume_ids)
         with _db(ex) as conn:
             for volume_id in self.volume_ids:
@@ -195,6 +199,76 @@ class DeleteVolumes:
         with _db(ex) as conn:
             store.mark_volumes_deleted(conn, self.volume_ids, now)
             store.update_group(conn, self.group_id, {"deleted_at": now, "state": "deleted"})
+
+
+MOUNT_TAGS = ("ams:mount-point", "ams:automount")
+
+
+@dataclass
+class TagVolumes:
+    """ONE CreateTags call on every member with what only the host side knows (array name, md
+    and filesystem UUIDs from ``ex.state`` or as recorded) and where the group is mounted, so
+    that ``ams volume discovery`` can rebuild the group's row and attachment from EC2 alone.
+
+    Undo removes the mount tags it set; the identity tags stay (they remain true)."""
+
+    group_id: int
+    volume_ids: list  # None: the ids of ex.state (new volumes)
+    array_name: str = None
+    mount_point: str = None  # None: the mount tags are not touched
+    automount: bool = False
+    recorded: dict = field(default_factory=dict)  # md_uuid/fs_uuid known before the plan runs
+
+    def _keys(self):
+        keys = ["ams:array-name"] if self.array_name else []
+        keys += ["ams:md-uuid", "ams:fs-uuid"]
+        return keys + (list(MOUNT_TAGS) if self.mount_point else [])
+
+    def describe(self):
+        return f"EC2 CreateTags on the members of volume group {self.group_id}: {', '.join(self._keys())}"
+
+    def tags(self, ex):
+        def known(name):
+            return ex.state.get(name) or self.recorded.get(name)
+
+        from .params import flag_tag, identity_tags
+
+        tags = identity_tags(self.array_name, known("md_uuid"), known("fs_uuid"))
+        if self.mount_point:
+            tags.update({"ams:mount-point": self.mount_point, "ams:automount": flag_tag(self.automount)})
+        return tags
+
+    def run(self, ex):
+        ids = self.volume_ids or _member_ids(ex)
+        tags = self.tags(ex)
+        ex.ec2.create_tags(ids, tags)
+        ex.state["tagged_mount"] = [k for k in MOUNT_TAGS if k in tags]
+
+    def undo(self, ex):
+        keys = ex.state.get("tagged_mount")
+        if keys:
+            ex.ec2.delete_tags(self.volume_ids or _member_ids(ex), keys)
+
+
+@dataclass
+class UntagVolumes:
+    """ONE DeleteTags call removing ``keys`` from every member (the mount tags on detach); undo
+    puts ``restore`` back."""
+
+    group_id: int
+    volume_ids: list
+    keys: tuple = MOUNT_TAGS
+    restore: dict = field(default_factory=dict)
+
+    def describe(self):
+        return f"EC2 DeleteTags on the members of volume group {self.group_id}: {', '.join(self.keys)}"
+
+    def run(self, ex):
+        ex.ec2.delete_tags(self.volume_ids, list(self.keys))
+
+    def undo(self, ex):
+        if self.restore:
+            ex.ec2.create_tags(self.volume_ids, self.restore)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,6 +507,7 @@ class Mount:
     hostname: str
     mount_point: str
     fs_type: str
+    partial_undo = True  # the SSH connection may drop after the host mounted it
 
     def describe(self):
         return f"host {self.hostname}: mkdir -p {self.mount_point} && mount -t {self.fs_type} UUID=<filesystem> {self.mount_point}"
@@ -460,7 +535,8 @@ class Mount:
             })
 
     def undo(self, ex):
-        ex.host.umount(self.mount_point)
+        if ex.host.is_mounted(self.mount_point):  # also after a mount whose answer was lost
+            ex.host.umount(self.mount_point)
 
 
 @dataclass

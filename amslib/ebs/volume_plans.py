@@ -76,8 +76,14 @@ def plan_create(request, group_id, requests):
     ))
     plan.append(act.RecordBlockDevice(group_id))
     plan += _mount_steps(group_id, t.hostname, request.mount_point, request.fs_type, request.automount)
+    plan.append(act.TagVolumes(group_id, None, None if request.raid_level is None else raid.array_name(group_id),
+                               request.mount_point, request.automount))
     plan.append(act.MarkGroup(group_id, "available"))
     return plan
+
+
+def _recorded(group):
+    return {key: group.get(key) for key in ("md_uuid", "fs_uuid") if group.get(key)}
 
 
 def plan_attach(group, members, target, device_names, mount_point, automount, *, renew_identity=False):
@@ -104,6 +110,9 @@ def plan_attach(group, members, target, device_names, mount_point, automount, *,
         plan.append(act.RenewFilesystemUuid(gid, target.hostname, group["fs_type"]))
     plan.append(act.RecordBlockDevice(gid))
     plan += _mount_steps(gid, target.hostname, mount_point, group["fs_type"], automount)
+    array = None if group["raid_level"] is None else name
+    plan.append(act.TagVolumes(gid, ids, array, mount_point, automount,
+                               recorded={} if renew_identity else _recorded(group)))
     return plan
 
 
@@ -121,7 +130,13 @@ def plan_detach(group, members, attachment, *, mounted, unmount, force):
                                   group["md_uuid"]))
         if group["md_uuid"]:
             plan.append(act.RemoveMdadmConf(host, group["md_uuid"]))
-    plan.append(act.DetachVolumes(gid, attachment["instance_id"], [m["volume_id"] for m in members], force=force))
+    ids = [m["volume_id"] for m in members]
+    plan.append(act.DetachVolumes(gid, attachment["instance_id"], ids, force=force))
+    if attachment["mount_point"]:
+        from .params import flag_tag
+
+        plan.append(act.UntagVolumes(gid, ids, restore={"ams:mount-point": attachment["mount_point"],
+                                                         "ams:automount": flag_tag(attachment.get("automount"))}))
     return plan
 
 
@@ -137,6 +152,9 @@ def plan_mount(group, members, attachment, mount_point, automount, *, array_acti
     else:
         plan.append(act.UseRecorded({"block_device": attachment["block_device"]}))
     plan += _mount_steps(gid, host, mount_point, group["fs_type"], automount)
+    array = None if group["raid_level"] is None else (group["array_name"] or raid.array_name(gid))
+    plan.append(act.TagVolumes(gid, [m["volume_id"] for m in members], array, mount_point, automount,
+                               recorded=_recorded(group)))
     return plan
 
 
@@ -147,7 +165,8 @@ def plan_unmount(group, attachment):
     ]
 
 
-def plan_automount(group, attachment, mount_point, remove):
+def plan_automount(group, attachment, mount_point, remove, members=None):
+    """Write or remove the fstab entry; with ``members``, tag them with the new state too."""
     gid = group["id"]
     host = attachment["hostname"]
     plan = [act.VerifyInstance(host, attachment["instance_id"])]
@@ -156,6 +175,10 @@ def plan_automount(group, attachment, mount_point, remove):
     else:
         plan.append(act.UseRecorded({"fs_uuid": group["fs_uuid"]}))
         plan.append(act.SetFstab(gid, host, mount_point, group["fs_type"]))
+    if members:
+        array = None if group["raid_level"] is None else (group["array_name"] or raid.array_name(gid))
+        plan.append(act.TagVolumes(gid, [m["volume_id"] for m in members], array, mount_point, not remove,
+                                   recorded=_recorded(group)))
     return plan
 
 

@@ -4,9 +4,13 @@ Each public function takes the command's :class:`amslib.cli.context.Context` and
 user values, and returns a dict describing the outcome.  Checks come first and change nothing:
 input formats, the database (group, host, mount point), EC2 (instance state, zone, free device
 names, member states) and the host (it is the instance ams means, the mount point is free).
-With ``dry_run`` the plan is returned instead of run.
+With ``dry_run`` the plan is returned instead of run.  A real run holds the volume group's lock
+(:func:`holds_group_lock`, amslib/store/group_locks.py) from right after the input checks until
+it returns, so the state it checks is the state it acts on.
 """
 
+import contextlib
+import functools
 import logging
 import secrets
 
@@ -70,6 +74,13 @@ def load_group(conn, group_id):
     if group is None or group["deleted_at"] is not None:
         raise NotFoundError(f"volume group {group_id} not found" + (" (it was deleted)" if group else ""))
     return group, store.members(conn, group_id), store.attachment(conn, group_id)
+
+
+def require_group_row(conn, group_id):
+    """NotFoundError unless volume group ``group_id`` was ever recorded (a deleted one counts:
+    its snapshots and schedules are history worth listing)."""
+    if store.get_group(conn, group_id) is None:
+        raise NotFoundError(f"volume group {group_id} not found")
 
 
 def group_at(conn, target, mount_point):
@@ -137,6 +148,37 @@ def _check_not_mounted(hostdisk, target, mount_point):
         raise ConflictError(f"{mount_point} on {target.hostname} is already a mount point (of {mounted[0]})")
 
 
+def group_lock(ctx, group_id, command, *, dry_run=False, owner=None):
+    """The lock of volume group ``group_id`` for ``command``, as a context manager (waits up to
+    LOCK_WAIT for another ams, then BusyError).  A dry run takes no lock; it warns when the
+    group is busy.  ``owner``: adopt the lock a new group's INSERT claimed."""
+    from ..store import group_locks
+
+    if dry_run:
+        message = group_locks.busy_message(ctx.engine(), group_id)
+        if message:
+            ctx.out.warning(f"{message}; the real run would wait up to {ctx.settings.LOCK_WAIT:g}s for it")
+        return contextlib.nullcontext()
+    return group_locks.GroupLock(ctx.engine(), group_id, command, wait=ctx.settings.LOCK_WAIT,
+                                 on_wait=ctx.out.step, owner=owner)
+
+
+def holds_group_lock(func):
+    """Gives ``func`` a ``lock_group(group_id, command, owner=None)`` argument: the call takes that
+    group's lock (:func:`group_lock`, honouring the command's ``dry_run``) and holds it until
+    ``func`` returns or fails.  Called after the input checks, before the group's state is read."""
+
+    @functools.wraps(func)
+    def run(ctx, **kwargs):
+        with contextlib.ExitStack() as held:
+            def lock_group(group_id, command, owner=None):
+                held.enter_context(group_lock(ctx, group_id, command, dry_run=kwargs.get("dry_run", False), owner=owner))
+
+            return func(ctx, lock_group=lock_group, **kwargs)
+
+    return run
+
+
 def _finish(ctx, plan, ex, dry_run, **kw):
     if dry_run:
         return {"dry_run": True, "plan": describe_plan(plan)}
@@ -147,8 +189,9 @@ def _finish(ctx, plan, ex, dry_run, **kw):
 # ---------------------------------------------------------------------------------------------
 # commands
 
+@holds_group_lock
 def create(ctx, *, host, instance, count, size, raid_level, chunk, fs_type, mount_point, automount,
-           volume_type, iops, throughput, encrypted, kms_key_id, tags, keep_on_failure, dry_run):
+           volume_type, iops, throughput, encrypted, kms_key_id, tags, keep_on_failure, dry_run, lock_group):
     count = params.check_count(count)
     spec = params.check_volume_spec(volume_type, size, iops, throughput, encrypted, kms_key_id)
     level = raid.check_raid(raid_level, count)
@@ -179,13 +222,17 @@ def create(ctx, *, host, instance, count, size, raid_level, chunk, fs_type, moun
             next_id = store.next_group_id(conn)
         plan = volume_plans.plan_create(request, next_id, _create_requests(request, next_id))
         return {"dry_run": True, "plan": describe_plan(plan), "volume_group_id": None}
+    from ..store import group_locks
+
     now = utcnow()
-    with engine.begin() as conn:
+    owner = group_locks.owner_text("volume create")
+    with engine.begin() as conn:  # the new group is locked from its INSERT on
         group_id = store.insert_group(conn, {
             "raid_level": level, "stripe_block_size": chunk if level not in (None, 1) else None, "fs_type": fs_type,
             "region": target.region, "availability_zone": target.zone, "state": "creating",
-            "tags": _json(user_tags), "created_at": now,
+            "tags": _json(user_tags), "created_at": now, **group_locks.claim_values(owner, now),
         })
+    lock_group(group_id, "volume create", owner=owner)
     plan = volume_plans.plan_create(request, group_id, _create_requests(request, group_id))
     ex = Execution(engine=engine, ec2=ebs, host=hostdisk, progress=ctx.out.step)
     try:
@@ -211,7 +258,8 @@ def _create_requests(request, group_id):
     out = []
     for index in range(request.count):
         tags = dict(request.tags)
-        tags.update(params.group_tags(group_id, request.raid_level, index, stripe, request.fs_type))
+        tags.update(params.group_tags(group_id, request.raid_level, index, stripe, request.fs_type,
+                                      member_count=request.count))
         out.append({"spec": request.spec, "zone": request.target.zone, "tags": tags,
                     "token": f"ams-{token}-{group_id}-{index}"})
     return out
@@ -223,10 +271,12 @@ def _json(value):
     return json.dumps(value, sort_keys=True) if value else None
 
 
-def attach(ctx, *, group_id, host, instance, mount_point, automount, keep_on_failure, dry_run):
+@holds_group_lock
+def attach(ctx, *, group_id, host, instance, mount_point, automount, keep_on_failure, dry_run, lock_group):
     group_id = check_group_id(group_id)
     mount_point = check_mount_point(mount_point) if mount_point is not None else None
     engine = ctx.engine()
+    lock_group(group_id, "volume attach")
     with engine.connect() as conn:
         group, members, attachment = load_group(conn, group_id)
         target = resolve_target(conn, host, instance)
@@ -286,14 +336,17 @@ def _attached(conn, group_id):
     return group, members, attachment
 
 
-def detach(ctx, *, group_id=None, host=None, instance=None, mount_point=None, unmount, force, dry_run):
+@holds_group_lock
+def detach(ctx, *, group_id=None, host=None, instance=None, mount_point=None, unmount, force, dry_run, lock_group):
     engine = ctx.engine()
-    with engine.connect() as conn:
-        if group_id is None:
-            mount_point = check_mount_point(mount_point)
+    if group_id is None:
+        mount_point = check_mount_point(mount_point)
+        with engine.connect() as conn:
             group_id = group_at(conn, resolve_target(conn, host, instance), mount_point)
-        else:
-            group_id = check_group_id(group_id)
+    else:
+        group_id = check_group_id(group_id)
+    lock_group(group_id, "volume detach")
+    with engine.connect() as conn:
         group, members, attachment = _attached(conn, group_id)
     target = _target_of(attachment)
     hostdisk = _host(ctx, target.hostname)
@@ -311,8 +364,10 @@ def detach(ctx, *, group_id=None, host=None, instance=None, mount_point=None, un
     return result
 
 
-def mount(ctx, *, group_id, mount_point, automount, dry_run):
+@holds_group_lock
+def mount(ctx, *, group_id, mount_point, automount, dry_run, lock_group):
     group_id = check_group_id(group_id)
+    lock_group(group_id, "volume mount")
     engine = ctx.engine()
     with engine.connect() as conn:
         group, members, attachment = _attached(conn, group_id)
@@ -331,14 +386,17 @@ def mount(ctx, *, group_id, mount_point, automount, dry_run):
         if array_active:  # udev may have assembled it under another name
             attachment = dict(attachment, block_device=active[group["md_uuid"]])
     plan = volume_plans.plan_mount(group, members, attachment, mount_point, automount, array_active=array_active)
-    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.step, state={"fs_uuid": group["fs_uuid"]})
+    ex = Execution(engine=engine, ec2=_ebs(ctx, target.region), host=hostdisk, progress=ctx.out.step,
+                   state={"fs_uuid": group["fs_uuid"]})
     result = _finish(ctx, plan, ex, dry_run)
     result.update(volume_group_id=group_id, mount_point=mount_point)
     return result
 
 
-def unmount(ctx, *, group_id, dry_run):
+@holds_group_lock
+def unmount(ctx, *, group_id, dry_run, lock_group):
     group_id = check_group_id(group_id)
+    lock_group(group_id, "volume unmount")
     with ctx.engine().connect() as conn:
         group, members, attachment = _attached(conn, group_id)
     if not attachment["mount_point"]:
@@ -354,8 +412,10 @@ def unmount(ctx, *, group_id, dry_run):
     return result
 
 
-def automount(ctx, *, group_id, mount_point, remove, dry_run):
+@holds_group_lock
+def automount(ctx, *, group_id, mount_point, remove, dry_run, lock_group):
     group_id = check_group_id(group_id)
+    lock_group(group_id, "volume automount")
     engine = ctx.engine()
     with engine.connect() as conn:
         group, members, attachment = _attached(conn, group_id)
@@ -366,15 +426,17 @@ def automount(ctx, *, group_id, mount_point, remove, dry_run):
     if not group["fs_uuid"]:
         raise ConflictError(f"volume group {group_id} has no filesystem recorded; mount it once with 'ams volume mount'")
     hostdisk = _host(ctx, attachment["hostname"])
-    plan = volume_plans.plan_automount(group, attachment, mount_point, remove)
-    ex = Execution(engine=engine, host=hostdisk, progress=ctx.out.step)
+    plan = volume_plans.plan_automount(group, attachment, mount_point, remove, members)
+    ex = Execution(engine=engine, ec2=_ebs(ctx, group["region"]), host=hostdisk, progress=ctx.out.step)
     result = _finish(ctx, plan, ex, dry_run)
     result.update(volume_group_id=group_id, mount_point=mount_point, automount=not remove)
     return result
 
 
-def delete(ctx, *, group_id, dry_run):
+@holds_group_lock
+def delete(ctx, *, group_id, dry_run, lock_group):
     group_id = check_group_id(group_id)
+    lock_group(group_id, "volume delete")
     engine = ctx.engine()
     with engine.connect() as conn:
         group, members, attachment = load_group(conn, group_id)

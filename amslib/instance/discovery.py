@@ -52,19 +52,21 @@ def list_region(ec2, region, page_size=None):
     return records, pages
 
 
-def list_regions(aws, regions, progress=None):
-    """{region: records} for every region, listed in parallel; any failure aborts."""
+def list_regions(aws, regions, progress=None, lister=None, noun="instance"):
+    """{region: records} for every region, listed in parallel; any failure aborts.
+
+    ``lister(region)`` -> (records, pages); default: the instances of the region."""
     discovered = {}
 
     def one(region):
-        return region, list_region(aws.ec2(region), region)
+        return region, (lister(region) if lister else list_region(aws.ec2(region), region))
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_REGIONS, len(regions))))
     try:
         for region, (records, pages) in pool.map(one, regions):
             discovered[region] = records
             if progress:
-                progress(f"{region}: {len(records)} instance(s) in {pages} page(s)")
+                progress(f"{region}: {len(records)} {noun}(s) in {pages} page(s)")
     except BaseException:  # a failed region or Ctrl-C: do not start the regions still queued
         pool.shutdown(wait=False, cancel_futures=True)
         raise

@@ -32,7 +32,7 @@ def test_single_volume_create_makes_no_array_and_mounts_with_fstab():
     plan = create_plan()
     assert kinds(plan) == ["CreateVolumes", "WaitAvailable", "AttachVolumes", "WaitAttached", "VerifyInstance",
                            "WaitDevices", "RequireEmpty", "UseSingleDevice", "Mkfs", "RecordBlockDevice",
-                           "Mount", "SetFstab", "MarkGroup"]
+                           "Mount", "SetFstab", "TagVolumes", "MarkGroup"]
     mkfs = next(a for a in plan if isinstance(a, act.Mkfs))
     assert mkfs.chunk_kib is None and mkfs.data_disks == 1
 
@@ -76,7 +76,7 @@ def test_attach_assembles_and_never_creates():
     assert names.index("WaitDevices") < names.index("AssembleArray") < names.index("Mount") < names.index("SetFstab")
     single = plans.plan_attach(dict(GROUP, raid_level=None), MEMBERS[:1], TARGET, ["/dev/sdf"], None, True)
     assert kinds(single) == ["AttachVolumes", "WaitAttached", "VerifyInstance", "WaitDevices", "UseSingleDevice",
-                             "RecordBlockDevice"]
+                             "RecordBlockDevice", "TagVolumes"]
 
 
 @pytest.mark.parametrize("mounted,unmount,expect_umount", [(True, True, True), (False, False, False), (False, True, False)])
@@ -84,21 +84,21 @@ def test_detach_order(mounted, unmount, expect_umount):
     plan = plans.plan_detach(GROUP, MEMBERS, ATTACHMENT, mounted=mounted, unmount=unmount, force=False)
     names = kinds(plan)
     assert ("Unmount" in names) == expect_umount
-    assert names[0] == "VerifyInstance" and names[-1] == "DetachVolumes"
+    assert names[0] == "VerifyInstance" and names[-2:] == ["DetachVolumes", "UntagVolumes"]
     assert names.index("RemoveFstab") < names.index("StopArray") < names.index("RemoveMdadmConf") < names.index("DetachVolumes")
     (stop,) = [step for step in plan if type(step).__name__ == "StopArray"]
     assert stop.md_uuid == GROUP["md_uuid"] and GROUP["md_uuid"] in stop.describe()  # found by UUID, not name
     single = plans.plan_detach(dict(GROUP, raid_level=None, md_uuid=None), MEMBERS[:1], ATTACHMENT,
                                mounted=False, unmount=False, force=True)
-    assert "StopArray" not in kinds(single) and single[-1].force is True
-    assert "Force" in single[-1].describe()
+    assert "StopArray" not in kinds(single) and single[-2].force is True
+    assert "Force" in single[-2].describe()
 
 
 def test_mount_assembles_only_an_inactive_array():
     inactive = plans.plan_mount(GROUP, MEMBERS, ATTACHMENT, "/srv/data", True, array_active=False)
     assert "AssembleArray" in kinds(inactive) and "WaitDevices" in kinds(inactive)
     active = plans.plan_mount(GROUP, MEMBERS, ATTACHMENT, "/srv/data", False, array_active=True)
-    assert kinds(active) == ["VerifyInstance", "UseRecorded", "Mount"]
+    assert kinds(active) == ["VerifyInstance", "UseRecorded", "Mount", "TagVolumes"]
 
 
 def test_automount_set_and_remove():
