@@ -100,6 +100,10 @@ def cmd_list(ctx, args):
         for name in ("value", "like", "prefix"):
             value = getattr(args, name, None)
             filters["exact" if name == "value" else name] = value.strip().lower() if value is not None else None
+        if kind == "instance" and filters["exact"] is not None:  # a malformed id is refused, not an empty list
+            from ..instance.validation import check_instance_id
+
+            filters["exact"] = check_instance_id(filters["exact"])
         if getattr(args, "mount_point", None):
             filters["mount_point"] = check_mount_point(args.mount_point)
     _print_rows(ctx, snapshot_service.list_groups(ctx, **filters))
@@ -308,6 +312,10 @@ def register(subparsers):
     li.add_argument("src_mount_point", metavar="SRC_MOUNT_POINT", help="the mount point there")
     _add_clone_options(li)
 
-    from . import schedule_cmd
+    from . import schedule_cmd, verify_cmd
 
     schedule_cmd.register(commands)
+    verify_cmd.register(commands)
+    from . import discovery_cmd
+
+    discovery_cmd.register_snapshot(commands)
