@@ -8,6 +8,12 @@ error if one is armed for the action.  Errors use the EC2 XML error format that 
     <Response><Errors><Error><Code>..</Code><Message>..</Message></Error></Errors>
     <RequestID>..</RequestID></Response>
 
+``after_success`` is not an error either: once the action has succeeded in moto (its resource
+exists) the wrapper calls a callback before the answer leaves, e.g. to kill the client that asked,
+so that a test can prove what a crash between an EC2 call and its database write leaves behind.
+``after=ACTION`` (both kinds) arms a fault only once a call of ACTION reached the rig after it was
+armed, to aim at e.g. the DescribeVolumes of the wait that follows AttachVolume.
+
 ``fail_copy`` is not an error answer: the CopySnapshot hook (``tests.rig.ebs_hooks``) accepts
 the copy and lets it end in state "error", as a failed copy does on EC2.
 
@@ -61,14 +67,20 @@ def error_response(code, message, status):
 
 
 class _Fault:
-    def __init__(self, action, code, status, count, message, region):
+    def __init__(self, action, code, status, count, message, region, after=None, callback=None):
         self.action = action
         self.code = code
         self.status = status
         self.remaining = count
         self.message = message
         self.region = region
+        self.after = after  # None, or an action that must have been called first (since arming)
+        self.callback = callback  # after_success: callback(action, region)
         self.fired = 0
+
+    def matches(self, action, region):
+        return (self.remaining > 0 and self.after is None and self.action in ("*", action)
+                and self.region in (None, region))
 
 
 class ApiFaults:
@@ -81,15 +93,29 @@ class ApiFaults:
         self._copy_failures = []
 
     def fail_next(self, action, code="InternalError", count=1, status=None, message=None,
-                  region=None):
+                  region=None, after=None):
         """Make the next ``count`` calls of ``action`` (e.g. "AttachVolume"; "*" = any EC2
         action) fail with ``code``.  ``status`` defaults by code (RequestLimitExceeded 503,
-        InternalError 500, otherwise 400).  Returns the fault; ``fault.fired`` counts hits."""
+        InternalError 500, otherwise 400).  ``after``: only calls made after a call of that
+        action reached the rig count.  Returns the fault; ``fault.fired`` counts hits."""
         if status is None:
             status = DEFAULT_STATUS.get(code, 400)
         if message is None:
             message = f"Injected by the ams rig: {code}"
-        fault = _Fault(action, code, int(status), int(count), message, region)
+        fault = _Fault(action, code, int(status), int(count), message, region, after=after)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def after_success(self, action, callback, count=1, region=None, after=None):
+        """Call ``callback(action, region)`` after each of the next ``count`` calls of ``action``
+        that succeeded (2xx: moto acted, the resource exists), in the server's thread, before
+        the answer is sent; ``after`` as for :meth:`fail_next`.  Returns the fault;
+        ``fault.fired`` counts the callbacks made (the callback's exceptions are not caught)."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        fault = _Fault(action, "after-success", None, int(count), None, region, after=after,
+                       callback=callback)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -141,18 +167,31 @@ class ApiFaults:
         return False
 
     def take(self, action, region):
+        """The error fault that claims this call (or None); then arms the faults waiting for a
+        call of ``action`` (``after=``), so the call that arms a fault is never its target."""
         with self._lock:
+            found = None
             for fault in self._faults:
-                if fault.remaining <= 0:
-                    continue
-                if fault.action not in ("*", action):
-                    continue
-                if fault.region is not None and fault.region != region:
-                    continue
-                fault.remaining -= 1
-                fault.fired += 1
-                return fault
-        return None
+                if fault.callback is None and fault.matches(action, region):
+                    fault.remaining -= 1
+                    fault.fired += 1
+                    found = fault
+                    break
+            for fault in self._faults:
+                if fault.after == action:
+                    fault.after = None
+        return found
+
+    def take_callbacks(self, action, region):
+        """The ``after_success`` callbacks this successful call claims."""
+        with self._lock:
+            claimed = []
+            for fault in self._faults:
+                if fault.callback is not None and fault.matches(action, region):
+                    fault.remaining -= 1
+                    fault.fired += 1
+                    claimed.append(fault.callback)
+        return claimed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,12 +231,24 @@ def install(faults, counter):
                 if fault is not None:
                     return error_response(fault.code, fault.message, fault.status)
         try:
-            return original(self)
+            answer = original(self)
         except RigApiError as err:
             return error_response(err.code, err.message, err.status)
+        faults_ = _state["faults"]
+        if action and not internal and faults_ is not None and service == "ec2" and _succeeded(answer):
+            for callback in faults_.take_callbacks(action, region):
+                callback(action, region)
+        return answer
 
     BaseResponse.call_action = call_action
     _state["original"] = original
+
+
+def _succeeded(answer):
+    try:
+        return 200 <= int(answer[0]) < 300
+    except (TypeError, ValueError, IndexError):
+        return False
 
 
 def uninstall():
@@ -225,6 +276,13 @@ def _check(guest, command, what):
     return out
 
 
+# kills every sshd process of the guest but the listener: every open SSH connection breaks
+KILL_SSH_SESSIONS = (
+    'L=$(cat /run/sshd.pid 2>/dev/null); '
+    'for p in $(pgrep -x sshd); do [ "$p" = "$L" ] || kill -9 "$p"; done'
+)
+
+
 def drop_ssh(guest, block_seconds=0, settle=1.0):
     """Break every open SSH connection to the guest (kill all sshd processes but the listener).
 
@@ -232,10 +290,7 @@ def drop_ssh(guest, block_seconds=0, settle=1.0):
     also stopped and started again by a systemd timer after N seconds (connections are refused
     meanwhile; the forwarded port accepts and closes at once, as a host whose sshd is down).
     The kill runs detached inside the guest, so the connection that asks for it may be cut."""
-    kill = (
-        'L=$(cat /run/sshd.pid 2>/dev/null); '
-        'for p in $(pgrep -x sshd); do [ "$p" = "$L" ] || kill -9 "$p"; done'
-    )
+    kill = KILL_SSH_SESSIONS
     if block_seconds:
         n = max(1, int(round(block_seconds)))
         kill = (
@@ -298,6 +353,33 @@ exec {shlex.quote(real)} "$@"
         f"chmod 755 {shlex.quote(path)}.tmp && mv {shlex.quote(path)}.tmp {shlex.quote(path)}"
     )
     _check(guest, command, f"installing the {name} fault wrapper")
+
+
+def drop_ssh_after_command(guest, name):
+    """Make the next invocation of command ``name`` (found through PATH) run to its end and
+    then cut every SSH session to the guest before its exit status can be sent: the host did
+    the work, the client never hears it.  ``clear_command_faults`` removes the wrapper; the
+    directory ``FAULT_DIR/<name>.once`` shows that it fired."""
+    if "/" in name or not name or name.startswith("."):
+        raise ValueError(f"bad command name {name!r}")
+    real = _check(guest, f"PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v {shlex.quote(name)}",
+                  f"finding {name}").strip()
+    once = f"{FAULT_DIR}/{name}.once"
+    wrapper = f"""#!/bin/sh
+{_MARK}
+if mkdir {shlex.quote(once)} 2>/dev/null; then
+  {shlex.quote(real)} "$@"
+  rc=$?
+  {KILL_SSH_SESSIONS}
+  exit $rc
+fi
+exec {shlex.quote(real)} "$@"
+"""
+    path = f"{WRAPPER_DIR}/{name}"
+    _check(guest, f"mkdir -p {FAULT_DIR} && chmod 1777 {FAULT_DIR} && "
+                  f"printf %s {shlex.quote(wrapper)} > {shlex.quote(path)}.tmp && "
+                  f"chmod 755 {shlex.quote(path)}.tmp && mv {shlex.quote(path)}.tmp {shlex.quote(path)}",
+           f"installing the {name} ssh-drop wrapper")
 
 
 def command_failures_left(guest, name):

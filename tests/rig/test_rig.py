@@ -282,6 +282,62 @@ def test_api_counting_per_action_and_reset(ec2_clean, ec2_client):
     assert ec2_clean.counts() == {}
 
 
+def test_fault_after_another_action_waits_for_that_action(ec2_clean):
+    ec2 = ec2_clean.client(retries={"mode": "standard", "total_max_attempts": 1})
+    fault = ec2_clean.faults.fail_next("DescribeVolumes", "InternalError", after="CreateVolume")
+    ec2.describe_volumes()  # not armed yet
+    ec2.create_volume(Size=1, AvailabilityZone=ZONE)  # arms it; is not its target
+    with pytest.raises(ClientError):
+        ec2.describe_volumes()
+    ec2.describe_volumes()  # used up
+    assert fault.fired == 1
+
+
+def test_after_success_runs_once_moto_acted_never_for_a_failed_call(ec2_clean):
+    internal = ec2_clean.client(internal=True)
+    seen = []
+
+    def note(action, region):  # runs in the server before the answer leaves
+        seen.append((action, region, [v["VolumeId"] for v in internal.describe_volumes()["Volumes"]]))
+
+    ec2_clean.faults.fail_next("CreateVolume", "InternalError")
+    fault = ec2_clean.faults.after_success("CreateVolume", note)
+    ec2 = ec2_clean.client(retries={"mode": "standard", "total_max_attempts": 2})
+    ec2.describe_volumes()  # another action: no callback
+    volume_id = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]  # 1st attempt fails
+    assert seen == [("CreateVolume", "us-east-1", [volume_id])] and fault.fired == 1
+    ec2.create_volume(Size=1, AvailabilityZone=ZONE)
+    assert len(seen) == 1  # used up
+
+
+def test_after_success_kills_the_client_before_it_hears_the_answer(ec2_clean):
+    """The crash a fault-matrix row needs: the volume exists (tagged), its creator never learnt
+    its id."""
+    import signal
+
+    child = (
+        "import boto3\n"
+        "ec2 = boto3.client('ec2')\n"
+        "v = ec2.create_volume(Size=1, AvailabilityZone='us-east-1a', ClientToken='rig-kill-1',\n"
+        "    TagSpecifications=[{'ResourceType': 'volume', 'Tags': [{'Key': 'ams:volume-group-id', 'Value': '7'}]}])\n"
+        "print(v['VolumeId'], flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    found = []
+
+    def kill(action, region):
+        found.extend(ec2_clean.client(internal=True).describe_volumes()["Volumes"])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)  # dead before the answer is written
+
+    fault = ec2_clean.faults.after_success("CreateVolume", kill)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL and out == "" and fault.fired == 1
+    (volume,) = ec2_clean.client(internal=True).describe_volumes()["Volumes"]
+    assert [v["VolumeId"] for v in found] == [volume["VolumeId"]]
+    assert {"Key": "ams:volume-group-id", "Value": "7"} in volume["Tags"]
+
+
 def test_client_side_and_server_side_counts_agree(ec2_clean):
     ec2 = ec2_clean.client(retries={"mode": "standard", "total_max_attempts": 3})
     seen = []
