@@ -61,11 +61,13 @@ def setup(ams_db, guest_instance, ec2_clean):
     return ams_db, guest_instance, ec2_clean
 
 
+# Clone assembly does not depend on the RAID level, so one md layout per filesystem serves
+# beside the single volume: raid1-xfs (xfs UUID renewed on an array), raid10-ext4 (ext4, with a
+# reboot).  RAID 1 clones are also restored by test_recovery_guest, RAID 10 by test_verify_guest
+# and every level is built by test_volumes_guest.
 LAYOUTS = [
     pytest.param(1, None, "xfs", id="single-xfs"),
-    pytest.param(2, 0, "ext4", id="raid0-ext4"),
     pytest.param(2, 1, "xfs", id="raid1-xfs"),
-    pytest.param(3, 5, "xfs", id="raid5-xfs"),
     pytest.param(4, 10, "ext4", id="raid10-ext4"),
 ]
 
