@@ -286,6 +286,51 @@ def _agreed(plan, subject, members, layout_tags, zone_of):
     return agreed
 
 
+def _read_group_tags(plan, subject, members, agreed, parse):
+    """``parse(agreed, members)`` checked with the member count; None (with its finding) when a tag
+    cannot be read or the members cannot be one group."""
+    try:
+        parsed = parse(agreed, members)
+        if not _check_count(plan, subject, members, agreed.get("ams:member-count")):
+            return None
+    except BadTag as exc:
+        plan.find(BAD_TAG, subject, f"{subject}: {exc}; not recorded")
+        return None
+    return parsed
+
+
+def _volume_layout(agreed, members):  # noqa: ARG001 (the snapshot layout needs the members)
+    """(raid level, stripe KiB, automount) of a volume group's agreed tags."""
+    level = raid_level(agreed.get("ams:raid-level"))
+    stripe = optional_int(agreed.get("ams:stripe-kb"), "ams:stripe-kb")
+    automount = flag(agreed.get("ams:automount"))
+    if not agreed.get("ams:filesystem"):
+        raise BadTag("ams:filesystem is missing")
+    return level, stripe, automount
+
+
+def _snapshot_layout(agreed, members):
+    """The layout, expiry and copy sources of a snapshot group's agreed tags."""
+    layout = {
+        "volume_group_id": positive_id(agreed.get(VOLUME_GROUP_TAG), VOLUME_GROUP_TAG),
+        "raid_level": raid_level(agreed.get("ams:raid-level")),
+        "stripe": optional_int(agreed.get("ams:stripe-kb"), "ams:stripe-kb"),
+        "expires_at": expiry(agreed.get("ams:expires")),
+        "sources": {m.id: copied_from(m.tags.get("ams:copied-from")) for m in members},
+    }
+    if agreed.get("ams:retention") not in (None,) + RETENTION_KINDS:
+        raise BadTag(f"ams:retention {agreed['ams:retention']!r} is not one of {', '.join(RETENTION_KINDS)}")
+    return layout
+
+
+def _by_group(rows, key):
+    """{group id: [member rows]} of stored member rows."""
+    grouped = {}
+    for row in rows:
+        grouped.setdefault(row[key], []).append(row)
+    return grouped
+
+
 def _check_count(plan, subject, members, count_tag):
     """A finding when a member is missing (by ``ams:member-count`` or a gap in the indexes);
     False when the indexes cannot be those of one group."""
@@ -412,9 +457,7 @@ def plan_volumes(discovered, state, now, prune=False):
     region, ``state`` a :class:`VolumeState`."""
     plan = RecoveryPlan("volume", list(discovered), prune)
     groups = _members(discovered, "VolumeId", VOLUME_GROUP_TAG, plan)
-    stored_members = {}
-    for row in state.volumes.values():
-        stored_members.setdefault(row["volume_group_id"], []).append(row)
+    stored_members = _by_group(state.volumes.values(), "volume_group_id")
     # mount points in use per instance: stored ones (of groups this pass does not handle), then new ones
     taken = {(a["instance_id"], a["mount_point"]): gid for gid, a in state.attachments.items() if a.get("mount_point")}
     for gid, members in sorted(groups.items()):
@@ -424,17 +467,10 @@ def plan_volumes(discovered, state, now, prune=False):
         agreed = _agreed(plan, subject, members, VOLUME_LAYOUT_TAGS, lambda m: m.item.get("AvailabilityZone"))
         if agreed is None:
             continue
-        try:
-            level = raid_level(agreed.get("ams:raid-level"))
-            stripe = optional_int(agreed.get("ams:stripe-kb"), "ams:stripe-kb")
-            automount = flag(agreed.get("ams:automount"))
-            if not agreed.get("ams:filesystem"):
-                raise BadTag("ams:filesystem is missing")
-            if not _check_count(plan, subject, members, agreed.get("ams:member-count")):
-                continue
-        except BadTag as exc:
-            plan.find(BAD_TAG, subject, f"{subject}: {exc}; not recorded")
+        parsed = _read_group_tags(plan, subject, members, agreed, _volume_layout)
+        if parsed is None:
             continue
+        level, stripe, automount = parsed
         stored = state.groups.get(gid)
         moved = stored is not None and stored_members.get(gid) and stored["region"] != members[0].region
         if _collides(plan, VOLUMES, gid, members, state.volumes, stored_members, moved):
@@ -636,9 +672,7 @@ def plan_snapshots(discovered, state, now, prune=False):
     plan = RecoveryPlan("snapshot", list(discovered), prune)
     groups = _members(discovered, "SnapshotId", SNAPSHOT_GROUP_TAG, plan)
     tagged = {m.id: (gid, m) for gid, members in groups.items() for m in members}
-    stored_members = {}
-    for row in state.snapshots.values():
-        stored_members.setdefault(row["snapshot_group_id"], []).append(row)
+    stored_members = _by_group(state.snapshots.values(), "snapshot_group_id")
     accepted = {}
     for gid, members in sorted(groups.items()):
         subject = f"snapshot group {gid}"
@@ -648,20 +682,8 @@ def plan_snapshots(discovered, state, now, prune=False):
         if agreed.get(VOLUME_GROUP_TAG, "").isdigit() and _busy(
                 plan, subject, state.volume_groups.get(int(agreed[VOLUME_GROUP_TAG])), now):
             continue
-        try:
-            layout = {
-                "volume_group_id": positive_id(agreed.get(VOLUME_GROUP_TAG), VOLUME_GROUP_TAG),
-                "raid_level": raid_level(agreed.get("ams:raid-level")),
-                "stripe": optional_int(agreed.get("ams:stripe-kb"), "ams:stripe-kb"),
-                "expires_at": expiry(agreed.get("ams:expires")),
-                "sources": {m.id: copied_from(m.tags.get("ams:copied-from")) for m in members},
-            }
-            if agreed.get("ams:retention") not in (None,) + RETENTION_KINDS:
-                raise BadTag(f"ams:retention {agreed['ams:retention']!r} is not one of {', '.join(RETENTION_KINDS)}")
-            if not _check_count(plan, subject, members, agreed.get("ams:member-count")):
-                continue
-        except BadTag as exc:
-            plan.find(BAD_TAG, subject, f"{subject}: {exc}; not recorded")
+        layout = _read_group_tags(plan, subject, members, agreed, _snapshot_layout)
+        if layout is None:
             continue
         stored = state.groups.get(gid)
         moved = stored is not None and (stored["region"] != members[0].region
