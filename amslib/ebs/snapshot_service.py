@@ -123,9 +123,14 @@ def create(ctx, *, group_id=None, host=None, instance=None, mount_point=None, pr
     with engine.connect() as conn:
         vg, members, attachment = source_volume_group(conn, group_id=group_id, host=host, instance=instance,
                                                       mount_point=mount_point)
-    if freeze and attachment is None:  # (a scheduled run of a group detached since only warns: see _take)
+    # (a scheduled run of a group detached since only warns: see _take)
+    if freeze and attachment is None:
         raise ConflictError(f"--freeze: volume group {vg['id']} is attached nowhere; freezing needs its filesystem "
                             "mounted on a host")
+    if attachment is None and (pre is not None or post is not None):
+        option = "--pre" if pre is not None else "--post"
+        raise ConflictError(f"{option}: volume group {vg['id']} is attached nowhere; hooks run on the host it is "
+                            "attached to (leave them out to snapshot it as it is)")
     return take(ctx, vg, members, attachment, pre=pre, post=post, description=description, freeze=freeze,
                 user_tags=user_tags, wait=wait, dry_run=dry_run, expires_at=expires_at,
                 schedule_id=schedule_id, retention_kind=retention_kind)

@@ -291,6 +291,8 @@ def snapshot_cases(s):
         (("snapshot", "list", "instance", "i-0123456789abcdef0x", "-m", "/srv"), 2, "invalid instance id"),
         (("snapshot", "create", "volume", gid, "--freeze"), 4, f"volume group {gid} is attached nowhere"),
         (("snapshot", "create", "volume", gid, "--freeze", "--pre", "sync"), 4, "freezing needs"),
+        (("snapshot", "create", "volume", gid, "--pre", "sync"), 4, f"--pre: volume group {gid} is attached nowhere"),
+        (("snapshot", "create", "volume", gid, "--post", "sync"), 4, f"--post: volume group {gid} is attached nowhere"),
         # a group still pending in the database: the option checks come before recording its completion
         (("snapshot", "clone", "snapshot", pending, "-z", ZONE, "--volume-type", "gp9"), 2, "volume type"),
         (("snapshot", "clone", "snapshot", pending, "-z", ZONE, "--volume-type", "io2"), 2, "out of range for io2"),
