@@ -28,7 +28,7 @@ import math
 import re
 import threading
 
-from ..core.errors import AmsError, AwsError, Interrupted, NotFoundError, UsageError
+from ..core.errors import AmsError, AwsError, ConflictError, Interrupted, NotFoundError, UsageError
 from .clients import NOT_FOUND_CODES, aws_errors
 
 log = logging.getLogger("ams.aws.ebs")
@@ -37,6 +37,7 @@ WAITER_DELAY = 1.0
 DEFAULT_TIMEOUT = 300
 FILTER_CHUNK = 200  # values per DescribeVolumes filter
 PAGE_SIZE = 500  # DescribeVolumes MaxResults: the largest page AWS allows
+BUSY_GRACE = 30  # seconds a detachment may stay "busy" before the volume counts as in use on the instance
 CLIENT_TOKEN_RE = re.compile(r"[\x21-\x7e]{1,64}")  # EC2: at most 64 printable ASCII characters
 
 _FAILED_STATES = ("error", "deleting", "deleted")
@@ -84,6 +85,14 @@ WAITERS = {
 
 class _NotStarted(Exception):
     """A batch call skipped because an earlier one failed or Ctrl-C was pressed."""
+
+
+class WaitTimeout(AwsError):
+    """A volume waiter ran out of time; ``volumes``: the last DescribeVolumes items."""
+
+    def __init__(self, message, volumes=()):
+        super().__init__(message)
+        self.volumes = list(volumes)
 
 
 class BatchError(AwsError):
@@ -342,8 +351,26 @@ class Ebs(RegionCalls):
         self._wait("VolumesAttached", volume_ids, timeout, "be attached")
 
     def wait_detached(self, volume_ids, timeout=DEFAULT_TIMEOUT):
-        """Wait until every volume is "available" again (detached)."""
-        self._wait("VolumesDetached", volume_ids, timeout, "be detached")
+        """Wait until every volume is "available" again (detached).
+
+        EC2 keeps a detachment "busy" while the instance still uses the volume (mounted, in an
+        array, held open) and finishes it only once the instance lets go.  A volume still busy
+        after :data:`BUSY_GRACE` seconds is reported then (ConflictError), not after ``timeout``."""
+        grace = min(BUSY_GRACE, timeout)
+        try:
+            self._wait("VolumesDetached", volume_ids, grace, "be detached")
+            return
+        except WaitTimeout as exc:
+            busy = [v for v in exc.volumes if any(a.get("State") == "busy" for a in v.get("Attachments") or [])]
+            if busy:
+                instances = sorted({a.get("InstanceId") for v in busy for a in v["Attachments"]})
+                raise ConflictError(
+                    f"{', '.join(v['VolumeId'] for v in busy)} still in use on {', '.join(instances)}: "
+                    f"the detachment is busy after {grace:g} s (mounted, in an array or held open there); "
+                    f"release it on the host, the detachment then finishes by itself") from None
+            if grace >= timeout:
+                raise
+        self._wait("VolumesDetached", volume_ids, timeout - grace, "be detached", total=timeout)
 
     def waiter(self, name):
         """The botocore waiter ``name`` of :data:`WAITERS` on this region's client."""
@@ -351,7 +378,7 @@ class Ebs(RegionCalls):
 
         return create_waiter_with_client(name, WaiterModel(WAITERS), self.ec2)
 
-    def _wait(self, name, volume_ids, timeout, goal):
+    def _wait(self, name, volume_ids, timeout, goal, total=None):
         from botocore.exceptions import WaiterError
 
         volume_ids = list(dict.fromkeys(volume_ids))
@@ -364,7 +391,7 @@ class Ebs(RegionCalls):
             try:
                 self.waiter(name).wait(VolumeIds=volume_ids, WaiterConfig=config)
             except WaiterError as exc:
-                raise self._wait_error(exc, what, timeout) from None
+                raise self._wait_error(exc, what, total or timeout) from None
 
     @staticmethod
     def _wait_error(exc, what, timeout):
@@ -378,7 +405,7 @@ class Ebs(RegionCalls):
             listed = ", ".join(f"{v['VolumeId']} is {v['State']}" for v in broken)
             return AwsError(f"waiting for {what} failed: {listed}")
         listed = ", ".join(f"{v['VolumeId']} is {_volume_state(v)}" for v in volumes)
-        return AwsError(f"timed out after {timeout:g} s waiting for {what}: {listed}")
+        return WaitTimeout(f"timed out after {timeout:g} s waiting for {what}: {listed}", volumes)
 
     # -- descriptions ----------------------------------------------------------------------
     def describe(self, volume_ids):

@@ -168,6 +168,42 @@ def test_wait_detached(stubbed):
     ebs.wait_detached([A])
 
 
+def test_wait_detached_reports_a_busy_detachment_after_the_grace(stubbed, monkeypatch):
+    """EC2 keeps a detachment "busy" while the instance uses the volume: ams says so after
+    BUSY_GRACE instead of waiting out the whole timeout."""
+    from amslib.core.errors import ConflictError
+
+    ebs, stub = stubbed
+    monkeypatch.setattr(ebs_mod, "BUSY_GRACE", 0.02)  # 3 polls at 0.01 s
+    answers(stub, [A, B], *[[volume(A, "in-use", "busy"), volume(B, "available")]] * 3)
+    with pytest.raises(ConflictError, match=f"^{A} still in use on {INSTANCE}: the detachment is busy after 0.02 s") as info:
+        ebs.wait_detached([A, B], timeout=60)
+    assert B not in str(info.value)
+
+
+def test_wait_detached_goes_on_after_the_grace_while_not_busy(stubbed, monkeypatch):
+    ebs, stub = stubbed
+    monkeypatch.setattr(ebs_mod, "BUSY_GRACE", 0.02)
+    answers(stub, [A], *[[volume(A, "in-use", "detaching")]] * 4, [volume(A, "available")])
+    ebs.wait_detached([A], timeout=60)
+
+
+def test_wait_detached_busy_only_before_the_grace_ends_is_no_error(stubbed, monkeypatch):
+    ebs, stub = stubbed
+    monkeypatch.setattr(ebs_mod, "BUSY_GRACE", 0.02)
+    answers(stub, [A], [volume(A, "in-use", "busy")], [volume(A, "in-use", "detaching")], [volume(A, "available")])
+    ebs.wait_detached([A], timeout=60)
+
+
+def test_wait_detached_times_out_with_the_whole_timeout_in_the_message(stubbed, monkeypatch):
+    ebs, stub = stubbed
+    monkeypatch.setattr(ebs_mod, "BUSY_GRACE", 0.02)
+    answers(stub, [A], *[[volume(A, "in-use", "detaching")]] * 6)  # 3 in the grace, 3 after it
+    with pytest.raises(ebs_mod.WaitTimeout, match=f"timed out after 0.04 s waiting for 1 volume\\(s\\) to be detached: "
+                                                  f"{A} is in-use \\(detaching to {INSTANCE}\\)$"):
+        ebs.wait_detached([A], timeout=0.04)
+
+
 def test_wait_detached_unknown_volume_fails_at_once(stubbed):
     ebs, stub = stubbed
     answers(stub, [A], "InvalidVolume.NotFound")
