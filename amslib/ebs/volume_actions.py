@@ -137,6 +137,7 @@ class AttachVolumes:
         attached = list(ex.state.get("attached", {}))
         if attached and ex.host is not None and ex.state.get("os_devices"):
             try:  # e.g. an array udev assembled by itself from the new members
+                ex.host.settle()  # an mdadm or mkfs of a dropped connection finishes first
                 ex.host.stop_arrays_holding(ex.state["os_devices"])
             except Exception as exc:
                 if not self.created_here:
@@ -348,6 +349,7 @@ class CreateArray:
             store.update_group(conn, self.group_id, {"md_uuid": uuid, "array_name": self.name})
 
     def undo(self, ex):
+        ex.host.settle()
         ex.host.stop_array(self.device)
 
 
@@ -394,6 +396,7 @@ class AssembleArray:
             store.update_group(conn, self.group_id, {"md_uuid": uuid, "array_name": self.array_name})
 
     def undo(self, ex):
+        ex.host.settle()
         ex.host.stop_array(ex.state.get("block_device") or self.device)
 
 
@@ -405,17 +408,26 @@ class RenewFilesystemUuid:
     group_id: int
     hostname: str
     fs_type: str
+    partial_undo = True  # the scratch mount may be left when the connection drops
+
+    @property
+    def scratch(self):
+        return f"/run/ams-clone-{self.group_id}"
 
     def describe(self):
         tool = "xfs_admin -U generate" if self.fs_type == "xfs" else "e2fsck -f -p, tune2fs -U random"
         return f"host {self.hostname}: replay the journal (mount/umount at a scratch path), then {tool} on the group device"
 
     def run(self, ex):
-        scratch = f"/run/ams-clone-{self.group_id}"
-        fs_uuid = ex.host.renew_filesystem_uuid(ex.state["block_device"], self.fs_type, scratch)
+        fs_uuid = ex.host.renew_filesystem_uuid(ex.state["block_device"], self.fs_type, self.scratch)
         ex.state["fs_uuid"] = fs_uuid
         with _db(ex) as conn:
             store.update_group(conn, self.group_id, {"fs_uuid": fs_uuid})
+
+    def undo(self, ex):
+        ex.host.settle()
+        if ex.host.is_mounted(self.scratch):
+            ex.host.umount(self.scratch)
 
 
 @dataclass
@@ -535,6 +547,7 @@ class Mount:
             })
 
     def undo(self, ex):
+        ex.host.settle()  # a mount of a dropped connection may still be running
         if ex.host.is_mounted(self.mount_point):  # also after a mount whose answer was lost
             ex.host.umount(self.mount_point)
 

@@ -43,6 +43,12 @@ _DAEMON_RELOAD = "if [ -d /run/systemd/system ]; then systemctl daemon-reload; f
 
 EDIT_ATTEMPTS = 3
 
+# The host's ams lock (flock(1), root-only /run): held by the host commands whose effect an undo
+# must see -- mdadm create/assemble, mkfs, mount.  Such a command goes on running on the host
+# when its SSH connection drops; ``settle`` takes the lock to wait for it before an undo looks.
+HOST_LOCK = "/run/ams.lock"
+HOST_LOCK_WAIT = 300  # seconds: the longest such a command may still run (mkfs of a large RAID)
+
 
 class FreezeRefused(ConflictError):
     """The host refused to freeze (nothing was frozen, so nothing must be thawed)."""
@@ -68,6 +74,7 @@ class HostDisk:
         self.device_timeout = device_timeout
         self.slow_timeout = slow_timeout  # mkfs, initramfs (None: SSH_COMMAND_TIMEOUT)
         self.verified_instance = None
+        self.in_doubt = False  # a locked command's connection dropped: it may still run on the host
 
     # -- plumbing -----------------------------------------------------------------------------
     def sudo(self, argv, *, input=None, timeout=None, check=True):
@@ -77,6 +84,29 @@ class HostDisk:
     def run(self, argv, *, timeout=None, check=True):
         line = argv if isinstance(argv, str) else join(argv)
         return self.connect().run(line, timeout=timeout, check=check)
+
+    def sudo_locked(self, argv, *, timeout=None):
+        """``sudo`` holding the host lock; when the connection drops (or the command times
+        out) the host is in doubt until :meth:`settle`."""
+        from ..core.errors import SshError
+
+        try:
+            return self.sudo(["flock", "-w", str(HOST_LOCK_WAIT), HOST_LOCK, *argv], timeout=timeout)
+        except SshError:
+            self.in_doubt = True
+            raise
+
+    def settle(self):
+        """Wait until no locked command of an earlier, dropped connection still runs on the
+        host (so an undo sees what it did); nothing to do when no connection dropped."""
+        if not self.in_doubt:
+            return
+        result = self.sudo(["flock", "-w", str(HOST_LOCK_WAIT), HOST_LOCK, "true"],
+                           timeout=HOST_LOCK_WAIT + 30, check=False)
+        if not result.ok:
+            raise ConflictError(f"host {self.name}: a command of a dropped connection still holds {HOST_LOCK} "
+                                f"after {HOST_LOCK_WAIT} s; look at it (fuser -v {HOST_LOCK}) before retrying")
+        self.in_doubt = False
 
     # -- identity ------------------------------------------------------------------------------
     def instance_id(self):
@@ -142,7 +172,7 @@ class HostDisk:
 
     # -- md arrays -------------------------------------------------------------------------------
     def create_array(self, device, name, level, chunk_kib, members):
-        self.sudo(raid.create_argv(device, name, level, chunk_kib, members))
+        self.sudo_locked(raid.create_argv(device, name, level, chunk_kib, members))
         return self.array_uuid(device)
 
     def array_uuid(self, device):
@@ -197,7 +227,7 @@ class HostDisk:
                 self._stop_unmounted(active_device)
         argvs = raid.renew_identity_argvs(device, members) if renew_uuid else [raid.assemble_argv(device, uuid, members)]
         for argv in argvs:
-            self.sudo(argv)
+            self.sudo_locked(argv)
         return device
 
     def renew_filesystem_uuid(self, device, fs_type, scratch):
@@ -208,7 +238,7 @@ class HostDisk:
         """
         options = ["-o", "nouuid"] if fs_type == "xfs" else []
         self.sudo(["mkdir", "-p", scratch])
-        self.sudo(["mount", "-t", fs_type, *options, device, scratch])
+        self.sudo_locked(["mount", "-t", fs_type, *options, device, scratch])
         self.sudo(["umount", scratch])
         self.sudo(["rmdir", scratch], check=False)
         for argv in filesystem.renew_uuid_argvs(fs_type, device):
@@ -243,7 +273,7 @@ class HostDisk:
 
     # -- filesystems and mounts ----------------------------------------------------------------
     def mkfs(self, argv):
-        self.sudo(argv, timeout=self.slow_timeout)
+        self.sudo_locked(argv, timeout=self.slow_timeout)
 
     def mounts(self):
         """{mount point: (source, fstype)} of the host's mount table."""
@@ -264,7 +294,7 @@ class HostDisk:
         if resolved != mount_point:  # a symlink on the way (/var/run -> /run) must not lead somewhere refused
             check_mount_point(resolved)
         self.sudo(["mkdir", "-p", mount_point])
-        self.sudo(["mount", "-t", fs_type, f"UUID={fs_uuid}", mount_point])
+        self.sudo_locked(["mount", "-t", fs_type, f"UUID={fs_uuid}", mount_point])
 
     def umount(self, mount_point):
         self.sudo(["umount", mount_point])
