@@ -9,7 +9,8 @@ afterwards.  Faults:
   step, and each row checks that its own fault fired both times.
 - ``InternalError``: as many times as botocore tries (``AMS_AWS_MAX_ATTEMPTS``) for every call
   of the step: one ``ams: error:`` line, exit 7, and the undo ran.
-- ``ssh-drop``: every SSH session to the guest is cut while the step's command runs
+- ``ssh-drop``: every SSH session to the guest is cut while the step's command runs; the command
+  itself goes on on the host 3 s later, and the undo must wait for it (the host lock)
   (``install_ssh_drop_wrapper``, the same kill as ``faults.drop_ssh``); ``answer lost``: right
   after it ran, before its exit status reached ams (``faults.drop_ssh_after_command``); ``drop
   during CreateSnapshots``: between freeze and thaw.
@@ -18,8 +19,9 @@ afterwards.  Faults:
   before ams heard the answer (``ApiFaults.after_success``): the resource exists, ams never
   recorded it.
 
-Outcomes: ``absorbed`` (exit 0), ``cleaned`` (nothing left: every EC2 resource is recorded live
-in the database or deleted), ``recorded`` (what exists is recorded live; the command did not
+Outcomes: ``absorbed`` (exit 0), ``cleaned`` (everything undone: EC2's volumes and their
+attachments, the database's attachments, the guest's mounts and arrays are as before the
+command; every EC2 resource is recorded live in the database or deleted), ``recorded`` (what exists is recorded live; the command did not
 finish), ``tagged, findable`` (a killed ams left EC2 resources it never recorded: each carries
 the ``ams:*`` group tag of a group row the database has, and is removed by the test as an
 operator would).
@@ -27,7 +29,8 @@ operator would).
 After every row: the EC2 invariant above (both regions), no filesystem of the guest frozen (a
 write with a timeout on every mount point of /proc/self/mountinfo under /srv/fm-), the post hook
 ran whenever the pre hook ran, exactly one ``ams: error:`` line and a non-zero exit (0 for
-absorbed rows), the guest's fstab and mdadm.conf unchanged by a failed create, and the next
+absorbed rows), the guest's fstab and mdadm.conf unchanged by a failed create or clone onto
+the host, and the next
 command works (the flows run in sequence on the same groups; each ends with a successful one).
 """
 
@@ -90,6 +93,7 @@ MATRIX = [
     ("attach",          "CreateTags",                                   "InternalError", "cleaned"),
     ("attach",          "host: mount",                                  "command-fails", "cleaned"),
     ("attach",          "host: mount (answer lost)",                    "ssh-drop",      "cleaned"),
+    ("attach",          "host: mount (while it runs)",                  "ssh-drop",      "cleaned"),
     ("attach",          "AttachVolume",                                 "killed",        "recorded"),
     ("attach",          "DescribeInstances",                            "throttled",     "absorbed"),
     ("attach",          "DescribeVolumes",                              "throttled",     "absorbed"),
@@ -142,6 +146,18 @@ MATRIX = [
     ("clone to region", "DescribeVolumes > CreateVolume @ eu-west-1",   "InternalError", "cleaned"),
     ("clone to region", "CreateVolume @ eu-west-1",                     "killed",        "tagged, findable"),
 
+    ("clone to host",   "AttachVolume @ eu-west-1",                     "InternalError", "cleaned"),
+    ("clone to host",   "DescribeVolumes > AttachVolume @ eu-west-1",   "InternalError", "cleaned"),
+    ("clone to host",   "host: mdadm --assemble",                       "command-fails", "cleaned"),
+    ("clone to host",   "host: mdadm --assemble (while it runs)",       "ssh-drop",      "cleaned"),
+    ("clone to host",   "host: mount (scratch, while it runs)",         "ssh-drop",      "cleaned"),
+    ("clone to host",   "host: xfs_admin",                              "command-fails", "cleaned"),
+    ("clone to host",   "host: mount (while it runs)",                  "ssh-drop",      "cleaned"),
+    ("clone to host",   "AttachVolume @ eu-west-1",                     "killed",        "recorded"),
+    ("clone to host",   "AttachVolume @ eu-west-1",                     "throttled",     "absorbed"),
+    ("clone to host",   "DescribeVolumes > AttachVolume @ eu-west-1",   "throttled",     "absorbed"),
+    ("clone to host",   "CreateTags @ eu-west-1",                       "throttled",     "absorbed"),
+
     ("schedule run",    "DescribeInstances",                            "throttled",     "absorbed"),
     ("schedule run",    "CreateSnapshots",                              "throttled",     "absorbed"),
     ("schedule run",    "DescribeImages",                               "throttled",     "absorbed"),
@@ -158,7 +174,7 @@ MATRIX = [
 ]
 # fmt: on
 
-MIN_ROWS = 90  # the matrix may grow; it may not quietly shrink
+MIN_ROWS = 100  # the matrix may grow; it may not quietly shrink
 
 ATTEMPTS = 2  # AMS_AWS_MAX_ATTEMPTS here, botocore's max_attempts: the retries after the first call
 TRIES = ATTEMPTS + 1  # calls botocore makes: 2 throttles are absorbed, 3 InternalErrors are not
@@ -169,6 +185,7 @@ PRE = f"touch /var/tmp/ams-fm-pre-ok && echo pre >> {HOOKS}"
 POST = f"touch /var/tmp/ams-fm-post-ok && echo post >> {HOOKS}"
 BATCHED = {"CreateVolume", "AttachVolume", "DetachVolume", "CopySnapshot", "DeleteSnapshot", "CreateSnapshot"}
 HOOKED = ("snapshot create", "schedule run")  # the flows that run --pre/--post hooks
+NEW_ON_HOST = ("create single", "create raid1", "clone to host")  # a failure leaves fstab, mdadm.conf as they were
 EXIT = {"InternalError": (7,), "command-fails": (5,), "ssh-drop": (5, 6)}
 
 DONE = set()  # indexes of the MATRIX rows that ran and passed their checks
@@ -277,6 +294,22 @@ class Matrix:
         live, _, _ = self._live_rows()
         return {k: v for k, v in self._ec2_resources().items() if k not in live and k not in self.baseline}
 
+    def fingerprint(self):
+        """What a ``cleaned`` row must leave as it found it: EC2's volumes (beyond the baseline)
+        and the instance each is attached to, the database's attachments, the guest's mounts
+        under /srv/fm- and its arrays."""
+        from sqlalchemy import text
+
+        ec2 = {k: tuple(a["InstanceId"] for a in v.get("Attachments") or [])
+               for k, (_, v) in self._ec2_resources().items() if k.startswith("vol-") and k not in self.baseline}
+        with self.db.connect() as conn:
+            attached = sorted(tuple(r) for r in conn.execute(text(
+                "SELECT volume_group_id, instance_id, mount_point FROM host_volumes")))
+        points = gsh(self.g, "awk '{print $5}' /proc/self/mountinfo", sudo=False).split()
+        arrays = gsh(self.g, "ls /dev/md 2>/dev/null; true", sudo=False).split()
+        return {"ec2": ec2, "attachments": attached, "arrays": sorted(arrays),
+                "mounts": sorted(p for p in points if p.startswith(("/srv/fm-", "/run/ams-clone-")))}
+
     def guest_text(self):
         return gsh(self.g, f"cat /etc/fstab; echo ---; cat {MDADM_CONF} 2>/dev/null; true", sudo=True)
 
@@ -322,7 +355,8 @@ class Matrix:
         print(f"fault matrix: {the_row}", file=sys.__stderr__, flush=True)
         if before:
             before()
-        guest_before = self.guest_text() if the_row.flow.startswith("create") else None
+        guest_before = self.guest_text() if the_row.flow in NEW_ON_HOST else None
+        state_before = self.fingerprint() if the_row.outcome == "cleaned" else None
         hooks_before = self.hooks() if the_row.flow in HOOKED else None
         armed = self._arm(the_row, calls)
         if the_row.fault == "killed":
@@ -337,6 +371,9 @@ class Matrix:
             if the_row.host_command:
                 faults.clear_command_faults(self.g)
         self._check(the_row, result, guest_before, hooks_before)
+        if state_before is not None:  # everything the command did was undone
+            after = self.fingerprint()
+            assert after == state_before, f"{the_row}: not undone:\n  before {state_before}\n  after  {after}\n{result}"
         if recover is not None:
             recover(result)
         self._check_invariants(the_row, after_recovery=True)
@@ -394,7 +431,7 @@ class Matrix:
             if "answer lost" in r.step:  # the command ran; the connection drops before its exit status
                 faults.drop_ssh_after_command(self.g, r.host_command)
             else:  # the connection drops while the command runs (it goes on on the host)
-                install_ssh_drop_wrapper(self.g, r.host_command)
+                install_ssh_drop_wrapper(self.g, *self._command_of(r))
             return r.host_command
         raise AssertionError(f"unknown fault {r.fault}")
 
@@ -405,7 +442,11 @@ class Matrix:
             return name, "*ams-fm-pre-ok*"
         if "post hook" in r.step:
             return name, "*ams-fm-post-ok*"
-        return name, {"mdadm": "*--create*", "fsfreeze": "*-f*", "mount": "*/srv/fm-*"}.get(name)
+        if "--assemble" in r.step:
+            return name, "*--assemble*"
+        if "scratch" in r.step:
+            return name, "*/run/ams-clone-*"
+        return name, {"mdadm": "*--create*", "fsfreeze": "*-f*", "mount": "*/srv/fm-*"}.get(name, "*")
 
     def _run_killed(self, argv, holder):
         self._clock()
@@ -444,7 +485,7 @@ class Matrix:
             assert result.code in codes, f"{r}\n{result}"
             assert all(line.startswith("ams: ") for line in lines), f"{r}\n{result}"
             assert sum(line.startswith("ams: error: ") for line in lines) == 1, f"{r}\n{result}"
-        if r.flow.startswith("create") and r.outcome != "absorbed" and r.fault != "killed":
+        if r.flow in NEW_ON_HOST and r.outcome != "absorbed" and r.fault != "killed":
             assert self.guest_text() == guest_before, f"{r}: fstab or mdadm.conf changed"
         if r.flow not in HOOKED:
             pass
@@ -483,6 +524,23 @@ class Matrix:
             return
         ec2.get_waiter("volume_available").wait(VolumeIds=[resource_id], WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
         ec2.delete_volume(VolumeId=resource_id)
+
+    def remove_newest_group(self, _result=None):
+        """What a user does with the group a killed create or clone left: detach it, delete it."""
+        gid = self.newest_group()
+        ok(self.ams("volume", "detach", "volume", gid, "-u"))
+        ok(self.ams("volume", "delete", gid))
+
+    def move_guest(self, register_guest, region):
+        """The guest becomes an instance in ``region`` (its old instance is forgotten by the rig);
+        what the new instance brings (its root volume) joins the baseline."""
+        self.rig.unregister_instance(self.inst.instance_id)
+        moved = register_guest(self.g, region=region, zone=f"{region}a")
+        ok(self.ams("host", "discovery", "--region", region))
+        brought = self.unrecorded()
+        assert all(k.startswith("vol-") and v[0] == region for k, v in brought.items()), brought
+        self.baseline.update(brought)
+        return moved
 
     def newest_group(self, table="volume_groups"):
         from sqlalchemy import text
@@ -551,13 +609,7 @@ def test_volume_flows(matrix):
     m.run(row("create single", "host: mount", "command-fails"), create)
     m.run(row("create single", "host: mkfs.xfs", "ssh-drop"), create)
     m.run(row("create single", "CreateVolume", "killed"), create)
-
-    def remove_half_made(_result):  # what a user does with the group a killed create left
-        gid = m.newest_group()
-        ok(m.ams("volume", "detach", "volume", gid, "-u"))
-        ok(m.ams("volume", "delete", gid))
-
-    m.run(row("create single", "AttachVolume", "killed"), create, recover=remove_half_made)
+    m.run(row("create single", "AttachVolume", "killed"), create, recover=m.remove_newest_group)
     gid = m.run_throttled("create single", create).json["volume_group_id"]
 
     detach = ["volume", "detach", "volume", gid, "-u"]
@@ -575,6 +627,7 @@ def test_volume_flows(matrix):
         m.run(row("attach", step, "InternalError"), attach)
     m.run(row("attach", "host: mount", "command-fails"), attach)
     m.run(row("attach", "host: mount (answer lost)", "ssh-drop"), attach)
+    m.run(row("attach", "host: mount (while it runs)", "ssh-drop"), attach)  # the undo waits for it
     m.run(row("attach", "AttachVolume", "killed"), attach,
           recover=lambda _: ok(m.ams("volume", "detach", "volume", gid, "-u")))
     m.run_throttled("attach", attach)
@@ -587,9 +640,10 @@ def test_volume_flows(matrix):
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_raid_snapshot_clone_and_schedule_flows(matrix):
-    """create (RAID 1 of 2), then snapshot create, clone into another region and schedule run
-    with purge, all of that RAID group."""
+def test_raid_snapshot_clone_and_schedule_flows(matrix, register_guest):
+    """create (RAID 1 of 2), then snapshot create, clone into another region, schedule run
+    with purge, all of that RAID group; last, the guest becomes an instance in that other
+    region and the snapshot is cloned onto it (reusing the copy)."""
     m = matrix
     name = m.inst.name
     create = ["--output", "json", "volume", "create", "-H", name, "-n", 2, "-r", 1, "-s", 1, "-m", "/srv/fm-r"]
@@ -652,4 +706,24 @@ def test_raid_snapshot_clone_and_schedule_flows(matrix):
     for _ in range(2):  # the next runs work, and finish the purge the killed one left "deleting"
         next_hour()
         ok(m.ams(*run))
-    _report(m, ("create raid1", "snapshot create", "clone to region", "schedule run"))
+    m.now = None
+
+    # clone onto a host in eu-west-1: new array and filesystem identity beside the original (a
+    # failing mount and CreateTags of the last steps are the attach and create rows above)
+    west = m.move_guest(register_guest, WEST)
+    onto = ["--output", "json", "snapshot", "clone", "snapshot", sgid, "-i", west.instance_id, "-m", "/srv/fm-w"]
+    for step in ("AttachVolume @ eu-west-1", "DescribeVolumes > AttachVolume @ eu-west-1"):
+        m.run(row("clone to host", step, "InternalError"), onto, calls=2)
+    for step, fault in (("host: mdadm --assemble", "command-fails"),
+                        ("host: mdadm --assemble (while it runs)", "ssh-drop"),
+                        ("host: mount (scratch, while it runs)", "ssh-drop"),
+                        ("host: xfs_admin", "command-fails"),
+                        ("host: mount (while it runs)", "ssh-drop")):
+        m.run(row("clone to host", step, fault), onto)
+    m.run(row("clone to host", "AttachVolume @ eu-west-1", "killed"), onto, recover=m.remove_newest_group)
+    cloned = m.run_throttled("clone to host", onto).json
+    assert cloned["copied"] is not None and cloned["zone"] == f"{WEST}a"
+    assert "/srv/fm-w" in gsh(m.g, "findmnt -rn -o TARGET", sudo=False).split()
+    ok(m.ams("volume", "detach", "volume", cloned["volume_group_id"], "-u"))
+    ok(m.ams("volume", "delete", cloned["volume_group_id"]))
+    _report(m, ("create raid1", "snapshot create", "clone to region", "schedule run", "clone to host"))

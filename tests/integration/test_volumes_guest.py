@@ -262,17 +262,21 @@ def test_failures_undo_everything_and_say_so_in_one_line(setup, monkeypatch):
     assert ams_volumes(rig) == {}
 
 
-def install_ssh_drop_wrapper(guest, name):
-    """Make the next ``name`` run cut every SSH session to the guest while it runs."""
+def install_ssh_drop_wrapper(guest, name, match="*"):
+    """Make the next ``name`` run (whose joined arguments match the shell glob ``match``) cut
+    every SSH session to the guest while it runs; the command itself goes on 3 s later."""
     real = gsh(guest, f"PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v {name}").strip()
     kill = ('L=$(cat /run/sshd.pid 2>/dev/null); '
             'for p in $(pgrep -x sshd); do [ "$p" = "$L" ] || kill -9 "$p"; done')
     wrapper = f"""#!/bin/sh
 {faults._MARK}
-if mkdir /run/ams-rig-faults/{name}.once 2>/dev/null; then
-  setsid sh -c {shlex.quote('sleep 0.3; ' + kill)} >/dev/null 2>&1 < /dev/null &
-  sleep 3
-fi
+case "$*" in
+  {match})
+    if mkdir /run/ams-rig-faults/{name}.once 2>/dev/null; then
+      setsid sh -c {shlex.quote('sleep 0.3; ' + kill)} >/dev/null 2>&1 < /dev/null &
+      sleep 3
+    fi;;
+esac
 exec {real} "$@"
 """
     path = f"/usr/local/sbin/{name}"
