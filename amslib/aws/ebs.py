@@ -140,16 +140,29 @@ def _volume_state(volume):
     return f"{state} ({', '.join(attachments)})" if attachments else state
 
 
-def describe_tagged(ec2, operation, key, tag_key, region, *, page_size, **params):
-    """(every item of the paginated ``operation`` filtered by ``tag-key=tag_key``, pages)."""
-    items, pages = [], 0
+def _pages(ec2, operation, region, filter_name, values, *, page_size, **params):
+    """Every page of the paginated ``operation`` whose filter ``filter_name`` is one of
+    ``values``: one filtered call per FILTER_CHUNK values (EC2 takes at most 200 per filter)."""
     paginator = ec2.get_paginator(operation)
     action = "".join(part.title() for part in operation.split("_"))  # describe_volumes -> DescribeVolumes
     with aws_errors(f"{action} in {region}"):
-        for page in paginator.paginate(Filters=[{"Name": "tag-key", "Values": [tag_key]}],
-                                       PaginationConfig={"PageSize": page_size}, **params):
-            pages += 1
-            items.extend(page.get(key, []))
+        for chunk in _chunks(list(values), FILTER_CHUNK):
+            yield from paginator.paginate(Filters=[{"Name": filter_name, "Values": chunk}],
+                                          PaginationConfig={"PageSize": page_size}, **params)
+
+
+def describe_filtered(ec2, operation, key, region, filter_name, values, *, page_size, **params):
+    """Every item (``page[key]``) of :func:`_pages`."""
+    for page in _pages(ec2, operation, region, filter_name, values, page_size=page_size, **params):
+        yield from page.get(key, [])
+
+
+def describe_tagged(ec2, operation, key, tag_key, region, *, page_size, **params):
+    """(every item of the paginated ``operation`` filtered by ``tag-key=tag_key``, pages)."""
+    items, pages = [], 0
+    for page in _pages(ec2, operation, region, "tag-key", [tag_key], page_size=page_size, **params):
+        pages += 1
+        items.extend(page.get(key, []))
     return items, pages
 
 
@@ -410,21 +423,9 @@ class Ebs(RegionCalls):
     # -- descriptions ----------------------------------------------------------------------
     def describe(self, volume_ids):
         """{volume id: DescribeVolumes item} of the volumes that exist (unknown ids are absent)."""
-        volume_ids = list(dict.fromkeys(volume_ids))
-        found = {}
-        if not volume_ids:
-            return found
-        paginator = self.ec2.get_paginator("describe_volumes")
-        with aws_errors(f"DescribeVolumes in {self.region}"):
-            for chunk in _chunks(volume_ids, FILTER_CHUNK):
-                pages = paginator.paginate(
-                    Filters=[{"Name": "volume-id", "Values": chunk}],
-                    PaginationConfig={"PageSize": PAGE_SIZE},
-                )
-                for page in pages:
-                    for volume in page.get("Volumes", []):
-                        found[volume["VolumeId"]] = volume
-        return found
+        volumes = describe_filtered(self.ec2, "describe_volumes", "Volumes", self.region, "volume-id",
+                                    dict.fromkeys(volume_ids), page_size=PAGE_SIZE)
+        return {volume["VolumeId"]: volume for volume in volumes}
 
     def tagged(self, tag_key, page_size=None):
         """Every volume of this region carrying the tag ``tag_key`` (DescribeVolumes filtered by

@@ -32,15 +32,14 @@ import time
 
 from ..core.errors import AmsError, AwsError, ConflictError, NotFoundError, UsageError
 from .clients import aws_errors
-from .ebs import (CLIENT_TOKEN_RE, BatchError, Ebs, RegionCalls, _chunks, _tag_list, describe_tagged, run_batch,
-                  waiter_api_error, waiter_attempts)
+from .ebs import (CLIENT_TOKEN_RE, FILTER_CHUNK, BatchError, Ebs, RegionCalls, _tag_list, describe_filtered,
+                  describe_tagged, run_batch, waiter_api_error, waiter_attempts)
 
 log = logging.getLogger("ams.aws.snapshots")
 
 WAITER_DELAY = 5.0  # snapshots take minutes; DescribeSnapshots is throttled per account
 DEFAULT_TIMEOUT = 3600
 NOT_FOUND_GRACE = 60.0  # seconds a snapshot may be unknown right after its create or copy
-FILTER_CHUNK = 200  # values per DescribeSnapshots filter
 PAGE_SIZE = 1000  # DescribeSnapshots MaxResults: the largest page AWS allows
 TOKEN_TAG = "ams:client-token"
 NOT_FOUND = "InvalidSnapshot.NotFound"
@@ -390,20 +389,13 @@ class Snapshots(RegionCalls):
     def _copies_by_token(self, tokens):
         """{token: snapshot id} of this region's snapshots tagged with one of ``tokens`` (not
         in "error")."""
+        wanted = set(tokens)
         found = {}
-        if not tokens:
-            return found
-        paginator = self.ec2.get_paginator("describe_snapshots")
-        with aws_errors(f"DescribeSnapshots in {self.region}"):
-            for chunk in _chunks(tokens, FILTER_CHUNK):
-                pages = paginator.paginate(OwnerIds=["self"],
-                                           Filters=[{"Name": f"tag:{TOKEN_TAG}", "Values": chunk}],
-                                           PaginationConfig={"PageSize": PAGE_SIZE})
-                for page in pages:
-                    for snapshot in page.get("Snapshots", []):
-                        token = _tags_of(snapshot).get(TOKEN_TAG)
-                        if token in chunk and snapshot.get("State") != "error":
-                            found.setdefault(token, snapshot["SnapshotId"])
+        for snapshot in describe_filtered(self.ec2, "describe_snapshots", "Snapshots", self.region,
+                                          f"tag:{TOKEN_TAG}", tokens, page_size=PAGE_SIZE, OwnerIds=["self"]):
+            token = _tags_of(snapshot).get(TOKEN_TAG)
+            if token in wanted and snapshot.get("State") != "error":
+                found.setdefault(token, snapshot["SnapshotId"])
         return found
 
     # -- delete and describe ---------------------------------------------------------------------
@@ -442,20 +434,9 @@ class Snapshots(RegionCalls):
     def describe(self, snapshot_ids):
         """{snapshot id: DescribeSnapshots item} of this account's snapshots among
         ``snapshot_ids`` (unknown ids are absent)."""
-        snapshot_ids = list(dict.fromkeys(snapshot_ids))
-        found = {}
-        if not snapshot_ids:
-            return found
-        paginator = self.ec2.get_paginator("describe_snapshots")
-        with aws_errors(f"DescribeSnapshots in {self.region}"):
-            for chunk in _chunks(snapshot_ids, FILTER_CHUNK):
-                pages = paginator.paginate(OwnerIds=["self"],
-                                           Filters=[{"Name": "snapshot-id", "Values": chunk}],
-                                           PaginationConfig={"PageSize": PAGE_SIZE})
-                for page in pages:
-                    for snapshot in page.get("Snapshots", []):
-                        found[snapshot["SnapshotId"]] = snapshot
-        return found
+        snapshots = describe_filtered(self.ec2, "describe_snapshots", "Snapshots", self.region, "snapshot-id",
+                                      dict.fromkeys(snapshot_ids), page_size=PAGE_SIZE, OwnerIds=["self"])
+        return {snapshot["SnapshotId"]: snapshot for snapshot in snapshots}
 
     def tagged(self, tag_key, page_size=None):
         """Every snapshot this account owns in this region carrying the tag ``tag_key``
