@@ -364,18 +364,25 @@ def detach(ctx, *, group_id=None, host=None, instance=None, mount_point=None, un
     return result
 
 
-@holds_group_lock
-def mount(ctx, *, group_id, mount_point, automount, dry_run, lock_group):
-    group_id = check_group_id(group_id)
-    lock_group(group_id, "volume mount")
-    engine = ctx.engine()
+def _attached_at(engine, group_id, mount_point):
+    """(group, members, attachment, mount point) of an attached group: ``mount_point`` checked, or
+    the recorded one (UsageError when there is none), free on the group's host."""
     with engine.connect() as conn:
         group, members, attachment = _attached(conn, group_id)
         mount_point = check_mount_point(mount_point) if mount_point is not None else attachment["mount_point"]
         if mount_point is None:
             raise UsageError(f"volume group {group_id} has no mount point recorded; give one with -m")
-        target = _target_of(attachment)
-        _check_mount_point_free(conn, target, mount_point, except_group=group_id)
+        _check_mount_point_free(conn, _target_of(attachment), mount_point, except_group=group_id)
+    return group, members, attachment, mount_point
+
+
+@holds_group_lock
+def mount(ctx, *, group_id, mount_point, automount, dry_run, lock_group):
+    group_id = check_group_id(group_id)
+    lock_group(group_id, "volume mount")
+    engine = ctx.engine()
+    group, members, attachment, mount_point = _attached_at(engine, group_id, mount_point)
+    target = _target_of(attachment)
     hostdisk = _host(ctx, target.hostname)
     hostdisk.verify_instance(target.instance_id)
     _check_not_mounted(hostdisk, target, mount_point)
@@ -417,12 +424,7 @@ def automount(ctx, *, group_id, mount_point, remove, dry_run, lock_group):
     group_id = check_group_id(group_id)
     lock_group(group_id, "volume automount")
     engine = ctx.engine()
-    with engine.connect() as conn:
-        group, members, attachment = _attached(conn, group_id)
-        mount_point = check_mount_point(mount_point) if mount_point is not None else attachment["mount_point"]
-        if mount_point is None:
-            raise UsageError(f"volume group {group_id} has no mount point recorded; give one with -m")
-        _check_mount_point_free(conn, _target_of(attachment), mount_point, except_group=group_id)
+    group, members, attachment, mount_point = _attached_at(engine, group_id, mount_point)
     if not group["fs_uuid"]:
         raise ConflictError(f"volume group {group_id} has no filesystem recorded; mount it once with 'ams volume mount'")
     hostdisk = _host(ctx, attachment["hostname"])
