@@ -585,7 +585,7 @@ def _record_copies(engine, copy_id, members, done, region):
             "encrypted": m["encrypted"], "source_snapshot_id": m["snapshot_id"],
         })
     with engine.begin() as conn:
-        store.insert_snapshots(conn, rows)
+        store.insert_new_snapshots(conn, copy_id, rows)
 
 
 def _check_region_known(ctx, region):

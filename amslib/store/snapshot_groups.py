@@ -31,6 +31,15 @@ def insert_snapshots(conn, rows):
         conn.execute(snapshots.insert(), rows)
 
 
+def insert_new_snapshots(conn, group_id, rows):
+    """Insert the rows of group ``group_id``'s snapshots that it does not have yet: a discovery
+    run may have recorded some of them from their tags first (``snapshot copy`` holds no lock)."""
+    ids = [r["snapshot_id"] for r in rows]
+    known = set(conn.execute(select(snapshots.c.snapshot_id).where(
+        snapshots.c.snapshot_group_id == group_id, snapshots.c.snapshot_id.in_(ids))).scalars()) if ids else set()
+    insert_snapshots(conn, [r for r in rows if r["snapshot_id"] not in known])
+
+
 def update_snapshot(conn, snapshot_id, values):
     conn.execute(update(snapshots).where(snapshots.c.snapshot_id == snapshot_id).values(**values))
 

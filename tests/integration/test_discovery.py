@@ -230,3 +230,41 @@ def test_bad_region_is_one_error_line(ams_db, ec2_clean):
             lines = result.err.strip().splitlines()
             assert result.code == code and len(lines) == 1 and lines[0].startswith("ams: error: "), str(result)
             assert region in lines[0] and result.out == ""
+
+
+def test_a_copy_completes_when_discovery_runs_in_its_middle(world):
+    """`snapshot copy` holds no group lock: a discovery run right after CopySnapshot (before the
+    copy recorded its snapshots) records them from their tags first; the copy still completes,
+    with each snapshot recorded once, and a later discovery finds nothing to change."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.dbfixtures import ROOT
+
+    ams, rig, ids, db_url = world["ams"], world["rig"], world["ids"], world["db_url"]
+    originals = snapshot_group(rig, 20, 5, ids[5], 1, EAST, instance=world["host"], mount_point="/data")
+    ok(ams("volume", "discovery", "--region", REGIONS))
+    ok(ams("snapshot", "discovery", "--region", REGIONS))
+    runs = []
+
+    def discover(_action, _region):  # in the rig's server thread: moto made the copy, ams has no answer yet
+        runs.append(subprocess.run([sys.executable, os.path.join(ROOT, "ams"), "--output", "json", "snapshot",
+                                    "discovery", "--region", REGIONS], env=dict(os.environ), cwd="/",
+                                   capture_output=True, text=True, timeout=120))
+
+    fault = rig.faults.after_success("CopySnapshot", discover, region=WEST)
+    copied = ok(ams("--output", "json", "snapshot", "copy", 20, "--region", WEST)).json
+    rig.faults.clear()
+    assert fault.fired == 1 and runs[0].returncode == 0, runs
+    middle = json.loads(runs[0].stdout)  # it recorded (some of) the copy's snapshots first
+    assert [g["id"] for g in middle["repaired"]] == [copied["snapshot_group_id"]], middle
+    rows = dump(db_url)
+    copy_rows = [s for s in rows["snapshots"] if s["snapshot_group_id"] == copied["snapshot_group_id"]]
+    assert sorted(s["source_snapshot_id"] for s in copy_rows) == sorted(originals)
+    assert sorted(s["snapshot_id"] for s in copy_rows) == sorted(copied["snapshot_ids"])
+    (group,) = [g for g in rows["snapshot_groups"] if g["id"] == copied["snapshot_group_id"]]
+    assert group["state"] == "completed" and group["copied_from_id"] == 20
+    again = ok(ams("snapshot", "discovery", "--region", REGIONS, "--output", "json")).json
+    assert again["added"] == again["repaired"] == [], again
