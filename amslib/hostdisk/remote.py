@@ -9,7 +9,7 @@ to do; the services do.
 import logging
 import re
 
-from ..core.errors import ConflictError, RemoteCommandError
+from ..core.errors import ConflictError, RemoteCommandError, SshError
 from ..ssh.quoting import join, quote
 from . import devices, filesystem, freeze, fstab, mdadmconf, raid, remote_files
 from .mountpoint import check_mount_point
@@ -88,8 +88,6 @@ class HostDisk:
     def sudo_locked(self, argv, *, timeout=None):
         """``sudo`` holding the host lock; when the connection drops (or the command times
         out) the host is in doubt until :meth:`settle`."""
-        from ..core.errors import SshError
-
         try:
             return self.sudo(["flock", "-w", str(HOST_LOCK_WAIT), HOST_LOCK, *argv], timeout=timeout)
         except SshError:
